@@ -1,0 +1,470 @@
+"""The blackboard: typed wrappers around the Lua scripts, and the reads the CLI and watch need.
+
+Every write is one script (atomic, one slot). Time and random draws are passed in from
+`clock` and `rng`, so tests expire leases by handing in a later clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from swarm import keys
+from swarm.keys import SwarmKeys
+from swarm.pheromone import decay_rate
+from swarm.protocol import Confidence, Subtask
+from swarm.scripts import scripts_for
+from swarm.task import State, SwarmState, Task
+
+if TYPE_CHECKING:
+    from swarm.purpose import Purpose
+
+Clock = Callable[[], float]
+
+EVENTS_MAX = 10_000
+CANCEL_WALK_LIMIT = 100_000
+
+
+class BoardError(RuntimeError):
+    """Something on the blackboard is not as the caller expected."""
+
+
+class NoSuchSwarm(BoardError):
+    pass
+
+
+class LeaseLost(BoardError):
+    """The task was reaped or taken over; this worker's result must be dropped."""
+
+
+class SplitRefused(BoardError):
+    """A split is over a budget or the depth limit; the step must answer instead."""
+
+
+class ClaimStatus(str, Enum):
+    OK = "ok"
+    EMPTY = "empty"  # nothing open right now (others may still hold tasks)
+    PAUSED = "paused"
+    CLOSED = "closed"  # the swarm is done or cancelled
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased task and what the worker needs to decide what it may do with it."""
+
+    task: Task
+    fence: int
+    swarm_state: SwarmState
+    tasks: int
+    max_tasks: int
+    max_depth: int
+    max_children: int
+
+    @property
+    def can_split(self) -> bool:
+        return (
+            self.swarm_state is SwarmState.RUNNING
+            and self.task.kind.value == "work"
+            and self.task.depth < self.max_depth
+            and self.tasks < self.max_tasks
+        )
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    status: ClaimStatus
+    claim: Claim | None = None
+    held_elsewhere: int = 0  # tasks other workers still hold (for --burst)
+    swarm_state: str = ""
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24] or "swarm"
+
+
+def new_swarm_id(name: str = "") -> str:
+    """A readable, unique id; never contains braces, so the hash tag stays intact."""
+    return f"{_slug(name)}-{secrets.token_hex(3)}"
+
+
+def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str | int | float]:
+    b, t = purpose.budgets, purpose.tuning
+    return {
+        "id": swarm_id,
+        "name": purpose.name,
+        "title": purpose.title,
+        "purpose": purpose.text,
+        "sandbox": purpose.sandbox,
+        "max_tasks": b.max_tasks,
+        "max_depth": b.max_depth,
+        "max_tokens": b.max_tokens,
+        "max_attempts": b.max_attempts,
+        "max_children": b.max_children,
+        "lease_ms": int(b.lease_s * 1000),
+        "deadline": now_ms + int(b.deadline_s * 1000),
+        "deadline_s": b.deadline_s,
+        "half_life_s": t.half_life_s,
+        "lambda": repr(decay_rate(t.half_life_s)),
+        "initial": t.initial,
+        "q": t.q,
+        "rho_fail": t.rho_fail,
+        "alpha": t.alpha,
+        "beta": t.beta,
+        "epsilon": t.epsilon,
+        "candidates": t.candidates,
+        "synth_bonus": t.synth_bonus,
+        "events_max": EVENTS_MAX,
+    }
+
+
+class Board:
+    """One swarm's blackboard on one Redis (or Redis Cluster) client with decoded responses."""
+
+    def __init__(
+        self,
+        client: Any,
+        swarm_id: str,
+        *,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.id = swarm_id
+        self.keys = SwarmKeys(swarm_id)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._scripts = scripts_for(client)
+        self._script_keys = [
+            self.keys.meta,
+            self.keys.open,
+            self.keys.traits,
+            self.keys.leases,
+            self.keys.fence,
+            self.keys.events,
+            self.keys.task_prefix,
+            self.keys.children_prefix,
+        ]
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def now_ms(self, now: float | None = None) -> int:
+        return int((self.clock() if now is None else now) * 1000)
+
+    def _run(self, name: str, *args: Any) -> Any:
+        try:
+            return self._scripts[name](keys=self._script_keys, args=list(args))
+        except redis.ResponseError as exc:
+            if "NOSWARM" in str(exc):
+                raise NoSuchSwarm(f"no swarm {self.id!r} on this Redis") from None
+            raise
+
+    # -- creating ----------------------------------------------------------------------
+
+    @classmethod
+    def seed(
+        cls,
+        client: Any,
+        purpose: Purpose,
+        *,
+        swarm_id: str | None = None,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> Board:
+        """Put a purpose on the blackboard: meta, root task, the purpose's listed tasks."""
+        board = cls(client, swarm_id or new_swarm_id(purpose.name), clock=clock, rng=rng)
+        now = board.now_ms()
+        meta = _meta_fields(board.id, purpose, now)
+        args: list[Any] = [now, len(meta)]
+        for field, value in meta.items():
+            args += [field, value]
+        args += [purpose.title, purpose.text, len(purpose.tasks)]
+        for task in purpose.tasks:
+            args += [task.title, task.detail, ",".join(task.tags)]
+        try:
+            board._run("seed", *args)
+        except redis.ResponseError as exc:
+            if "EXISTS" in str(exc):
+                raise BoardError(f"swarm {board.id!r} already exists") from None
+            raise
+        client.zadd(keys.INDEX, {board.id: now})
+        return board
+
+    # -- the worker's operations ---------------------------------------------------------
+
+    def claim(
+        self,
+        worker: str,
+        *,
+        lease_s: float = 60.0,
+        skills: Iterable[str] = (),
+        reap_limit: int = 8,
+        now: float | None = None,
+    ) -> ClaimOutcome:
+        reply = self._run(
+            "claim",
+            worker,
+            self.now_ms(now),
+            int(lease_s * 1000),
+            self.rng.random(),
+            self.rng.random(),
+            self.rng.random(),
+            ",".join(skills),
+            reap_limit,
+        )
+        status = ClaimStatus(reply[0])
+        if status is ClaimStatus.EMPTY:
+            return ClaimOutcome(status, held_elsewhere=int(reply[1]))
+        if status is ClaimStatus.CLOSED:
+            return ClaimOutcome(status, swarm_state=str(reply[1]))
+        if status is ClaimStatus.PAUSED:
+            return ClaimOutcome(status, swarm_state=SwarmState.PAUSED.value)
+        tid, fence, flat, meta = str(reply[1]), int(reply[2]), reply[3], reply[4]
+        claim = Claim(
+            task=Task.from_hash(tid, _pairs(flat)),
+            fence=fence,
+            swarm_state=SwarmState(meta[0]),
+            tasks=int(meta[1]),
+            max_tasks=int(meta[2]),
+            max_depth=int(meta[3]),
+            max_children=int(meta[4]),
+        )
+        return ClaimOutcome(status, claim=claim, swarm_state=meta[0])
+
+    def renew(self, claim: Claim, worker: str, *, lease_s: float, now: float | None = None) -> bool:
+        return bool(
+            self._run(
+                "renew", claim.task.id, claim.fence, worker, self.now_ms(now), int(lease_s * 1000)
+            )
+        )
+
+    def complete(
+        self,
+        claim: Claim,
+        worker: str,
+        answer: str,
+        confidence: Confidence = Confidence.MEDIUM,
+        *,
+        tokens: int = 0,
+        now: float | None = None,
+    ) -> SwarmState:
+        reply = self._run(
+            "complete",
+            claim.task.id,
+            claim.fence,
+            worker,
+            self.now_ms(now),
+            answer,
+            confidence.value,
+            confidence.weight,
+            tokens,
+        )
+        if reply[0] == "lost":
+            raise LeaseLost(f"task {claim.task.id}: lease lost, result dropped")
+        return SwarmState(reply[1])
+
+    def split(
+        self,
+        claim: Claim,
+        worker: str,
+        subtasks: Sequence[Subtask],
+        *,
+        reason: str = "",
+        tokens: int = 0,
+        now: float | None = None,
+    ) -> list[str]:
+        args: list[Any] = [
+            claim.task.id,
+            claim.fence,
+            worker,
+            self.now_ms(now),
+            tokens,
+            reason,
+            len(subtasks),
+        ]
+        for sub in subtasks:
+            args += [sub.title, sub.detail, ",".join(sub.tags)]
+        reply = self._run("split", *args)
+        if reply[0] == "lost":
+            raise LeaseLost(f"task {claim.task.id}: lease lost, split dropped")
+        if reply[0] == "refused":
+            raise SplitRefused(str(reply[1]))
+        return [str(c) for c in reply[1:]]
+
+    def fail(
+        self,
+        claim: Claim,
+        worker: str,
+        reason: str,
+        *,
+        tokens: int = 0,
+        now: float | None = None,
+    ) -> State:
+        reply = self._run(
+            "fail", claim.task.id, claim.fence, worker, self.now_ms(now), reason[:500], tokens
+        )
+        if reply[0] == "lost":
+            raise LeaseLost(f"task {claim.task.id}: lease lost")
+        return State(reply[1])
+
+    def release(self, claim: Claim, worker: str, *, now: float | None = None) -> bool:
+        return bool(self._run("release", claim.task.id, claim.fence, worker, self.now_ms(now)))
+
+    # -- a person's operations -------------------------------------------------------------
+
+    def cancel(
+        self, task_id: str | None, who: str, *, reason: str = "cancelled", now: float | None = None
+    ) -> int:
+        """Cancel a task and its subtree, or the whole swarm (task_id None). Returns the count."""
+        n = int(
+            self._run("cancel", task_id or "", who, self.now_ms(now), reason, CANCEL_WALK_LIMIT)
+        )
+        if n < 0:
+            raise BoardError(f"no task {task_id!r} in swarm {self.id!r}")
+        return n
+
+    def boost(self, task_id: str, amount: float, who: str, *, now: float | None = None) -> bool:
+        if amount <= 0:
+            raise ValueError("a boost must be a positive amount")
+        return bool(self._run("boost", task_id, repr(amount), who, self.now_ms(now)))
+
+    def pause(self, who: str, *, now: float | None = None) -> bool:
+        return bool(self._run("pause", who, self.now_ms(now)))
+
+    def resume(self, who: str, *, now: float | None = None) -> bool:
+        return bool(self._run("resume", who, self.now_ms(now)))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        found: dict[str, str] = self.client.hgetall(self.keys.meta)
+        if not found:
+            raise NoSuchSwarm(f"no swarm {self.id!r} on this Redis")
+        return found
+
+    def state(self) -> SwarmState:
+        value = self.client.hget(self.keys.meta, "state")
+        if value is None:
+            raise NoSuchSwarm(f"no swarm {self.id!r} on this Redis")
+        return SwarmState(value)
+
+    def task(self, tid: str) -> Task | None:
+        h = self.client.hgetall(self.keys.task(tid))
+        return Task.from_hash(tid, h) if h else None
+
+    def child_ids(self, tid: str) -> list[str]:
+        return list(self.client.lrange(self.keys.children(tid), 0, -1))
+
+    def tasks(self, tids: Sequence[str]) -> list[Task]:
+        """Several tasks in one round trip (all keys are in one slot)."""
+        pipe = self.client.pipeline(transaction=False)
+        for tid in tids:
+            pipe.hgetall(self.keys.task(tid))
+        return [Task.from_hash(tid, h) for tid, h in zip(tids, pipe.execute(), strict=True) if h]
+
+    def children(self, tid: str) -> list[Task]:
+        return self.tasks(self.child_ids(tid))
+
+    def ancestry(self, task: Task) -> list[Task]:
+        """The task's ancestors, root first (bounded by max depth)."""
+        chain: list[Task] = []
+        parent = task.parent
+        while parent:
+            found = self.task(parent)
+            if found is None:
+                break
+            chain.append(found)
+            parent = found.parent
+        return chain[::-1]
+
+    def workers_alive(self, *, stale_s: float = 45.0, now: float | None = None) -> int:
+        since = self.now_ms(now) - int(stale_s * 1000)
+        return int(self.client.zcount(self.keys.workers, since, "+inf"))
+
+    def status(self, *, now: float | None = None) -> dict[str, Any]:
+        """What `swarm status --json` prints: counters only, O(1) in the number of tasks."""
+        m = self.meta()
+        by_state = {s.value: int(m.get(f"n_{s.value}", 0)) for s in State}
+        return {
+            "id": self.id,
+            "title": m.get("title", ""),
+            "state": m["state"],
+            "outcome": m.get("outcome", ""),
+            "tasks": int(m.get("tasks", 0)),
+            "by_state": by_state,
+            "tokens": int(m.get("tokens", 0)),
+            "completions": int(m.get("completions", 0)),
+            "workers_alive": self.workers_alive(now=now),
+            "budgets": {
+                "max_tasks": int(m["max_tasks"]),
+                "max_depth": int(m["max_depth"]),
+                "max_tokens": int(m["max_tokens"]),
+                "max_attempts": int(m["max_attempts"]),
+                "deadline_s": float(m["deadline_s"]),
+            },
+            "created": int(m["created"]),
+            "finished": int(m["finished"]) if m.get("finished") else None,
+        }
+
+    def answer(self) -> str | None:
+        """The root's answer once the swarm is done, else None."""
+        m = self.client.hmget(self.keys.meta, "state", "answer")
+        return m[1] if m[0] == SwarmState.DONE.value else None
+
+    def events(self, after: str = "-", count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        start = after if after == "-" else f"({after}"
+        return [
+            (eid, dict(f)) for eid, f in self.client.xrange(self.keys.events, start, "+", count)
+        ]
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def heartbeat(
+        self,
+        worker: str,
+        record: dict[str, str | int | float],
+        *,
+        ttl_s: float,
+        now: float | None = None,
+    ) -> None:
+        """Publish that a worker is alive and what it is doing (one round trip)."""
+        now_ms = self.now_ms(now)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self.keys.workers, {worker: now_ms})
+        pipe.hset(self.keys.worker(worker), mapping={**record, "seen": now_ms})
+        pipe.pexpire(self.keys.worker(worker), int(ttl_s * 1000))
+        pipe.execute()
+
+    def forget_worker(self, worker: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(self.keys.workers, worker)
+        pipe.delete(self.keys.worker(worker))
+        pipe.execute()
+
+
+def list_swarms(client: Any, limit: int = 50) -> list[str]:
+    """Swarm ids, newest first."""
+    return list(client.zrevrange(keys.INDEX, 0, limit - 1))
+
+
+def newest_running(client: Any, *, skip: Iterable[str] = (), scan: int = 50) -> str | None:
+    """The newest swarm that still wants work (running or wrapping up)."""
+    skipped = set(skip)
+    for sid in list_swarms(client, scan):
+        if sid in skipped:
+            continue
+        state = client.hget(SwarmKeys(sid).meta, "state")
+        if state in (SwarmState.RUNNING.value, SwarmState.WRAPPING.value, SwarmState.PAUSED.value):
+            return sid
+    return None

@@ -1,0 +1,70 @@
+"""Every Redis key name of the system, in one place.
+
+All keys of one swarm share the hash tag `{<swarm-id>}`, so every Lua script touches a
+single slot and a swarm runs unchanged on Redis Cluster (swarms shard by id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INDEX = "swarm:index"  # zset: swarm id -> created (ms); not tagged, single-key commands only
+
+
+@dataclass(frozen=True)
+class SwarmKeys:
+    swarm_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"swarm:{{{self.swarm_id}}}:"
+
+    @property
+    def meta(self) -> str:
+        return self.prefix + "meta"
+
+    @property
+    def open(self) -> str:
+        return self.prefix + "open"
+
+    @property
+    def traits(self) -> str:
+        return self.prefix + "traits"
+
+    @property
+    def leases(self) -> str:
+        return self.prefix + "leases"
+
+    @property
+    def fence(self) -> str:
+        return self.prefix + "fence"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"
+
+    @property
+    def task_prefix(self) -> str:
+        """Passed in KEYS to scripts that reach tasks they only learn about inside Lua."""
+        return self.prefix + "task:"
+
+    @property
+    def children_prefix(self) -> str:
+        return self.prefix + "children:"
+
+    def task(self, tid: str) -> str:
+        return self.task_prefix + tid
+
+    def children(self, tid: str) -> str:
+        return self.children_prefix + tid
+
+    def worker(self, wid: str) -> str:
+        return self.prefix + "worker:" + wid
+
+    def exec_queue(self) -> str:
+        """RQ queue name (RQ adds its own `rq:queue:` prefix; it may live on another Redis)."""
+        return f"swarm-exec:{self.swarm_id}"

@@ -1,0 +1,155 @@
+-- Shared prelude, prepended to every script when it is registered (swarm/board.py).
+--
+-- Every script of a swarm takes the same eight KEYS, all under the swarm's hash tag:
+--   KEYS[1] = swarm:{id}:meta      hash: purpose, state, budgets, tuning, counters
+--   KEYS[2] = swarm:{id}:open      zset: open task ids by forward-decayed log pheromone
+--   KEYS[3] = swarm:{id}:traits    hash: open task id -> "kind|priority|depth|created|tags"
+--   KEYS[4] = swarm:{id}:leases    zset: claimed task ids by lease deadline (ms)
+--   KEYS[5] = swarm:{id}:fence     string: fencing token counter
+--   KEYS[6] = swarm:{id}:events    stream: every change (capped)
+--   KEYS[7] = swarm:{id}:task:     prefix of task hashes; the task ids a script reaches
+--                                 (a picked candidate, a parent, siblings) are only known
+--                                 inside the script, so their keys are built from it
+--   KEYS[8] = swarm:{id}:children: prefix of child lists, for the same reason
+-- Time (ms) and random numbers always come in ARGV; the scripts never read the clock.
+
+local META, OPEN, TRAITS, LEASES, FENCE, EVENTS, TASK, CHILDREN =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+local function meta_num(field, default)
+  return tonumber(redis.call('HGET', META, field)) or default
+end
+
+local function emit(now, etype, tid, who, ...)
+  local maxlen = meta_num('events_max', 10000)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', maxlen, '*',
+    'type', etype, 'task', tid, 'worker', who, 'at', now, ...)
+end
+
+-- Pheromone (DESIGN section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
+local function decay_offset(now)
+  return meta_num('lambda', 0) * (now - meta_num('created', now)) / 1000
+end
+
+local function logaddexp(a, b)
+  local m = math.max(a, b)
+  if m == -math.huge then return m end
+  return m + math.log(math.exp(a - m) + math.exp(b - m))
+end
+
+local function deposit_score(amount, now)
+  return math.log(amount) + decay_offset(now)
+end
+
+local function deposit(tid, amount, now)
+  if amount <= 0 then return false end
+  local s = redis.call('ZSCORE', OPEN, tid)
+  if not s then return false end
+  redis.call('ZADD', OPEN, fmt(logaddexp(tonumber(s), deposit_score(amount, now))), tid)
+  return true
+end
+
+local function move(tid, from, to, now)
+  redis.call('HINCRBY', META, 'n_' .. from, -1)
+  redis.call('HINCRBY', META, 'n_' .. to, 1)
+  redis.call('HSET', TASK .. tid, 'state', to, 'updated', now)
+end
+
+local function put_open(tid, score)
+  local t = redis.call('HMGET', TASK .. tid, 'kind', 'priority', 'depth', 'created', 'tags')
+  redis.call('HSET', TRAITS, tid, table.concat({t[1], t[2] or '0', t[3], t[4], t[5] or ''}, '|'))
+  redis.call('ZADD', OPEN, fmt(score), tid)
+end
+
+local function take_open(tid)
+  local s = redis.call('ZSCORE', OPEN, tid)
+  redis.call('ZREM', OPEN, tid)
+  redis.call('HDEL', TRAITS, tid)
+  return s
+end
+
+local function finish_swarm(now, outcome, answer, who)
+  redis.call('HSET', META, 'state', 'done', 'outcome', outcome, 'answer', answer, 'finished', now)
+  emit(now, 'done', '0', who, 'outcome', outcome)
+end
+
+local function start_wrapping(now, why, who)
+  if redis.call('HGET', META, 'state') ~= 'running' then return end
+  redis.call('HSET', META, 'state', 'wrapping', 'wrap_reason', why)
+  emit(now, 'wrapping', '', who, 'reason', why)
+end
+
+local function check_budgets(now, who)
+  if meta_num('tokens', 0) >= meta_num('max_tokens', math.huge) then
+    start_wrapping(now, 'token budget spent', who)
+  elseif now >= meta_num('deadline', math.huge) then
+    start_wrapping(now, 'deadline passed', who)
+  end
+end
+
+-- A task just became terminal: its parent may now be ready to synthesise.
+local function settle(tid, now, who)
+  local t = redis.call('HMGET', TASK .. tid, 'parent', 'state', 'result', 'reason')
+  local parent = t[1]
+  if parent == '' or parent == false then
+    if t[2] == 'done' then
+      finish_swarm(now, 'answered', t[3], who)
+    elseif t[2] == 'dead' then
+      finish_swarm(now, 'failed', t[4] or '', who)
+    end
+    return
+  end
+  local pending = redis.call('HINCRBY', TASK .. parent, 'pending', -1)
+  if pending <= 0 and redis.call('HGET', TASK .. parent, 'state') == 'waiting' then
+    redis.call('HSET', TASK .. parent, 'kind', 'synthesize')
+    move(parent, 'waiting', 'open', now)
+    put_open(parent, deposit_score(meta_num('initial', 1), now))
+    emit(now, 'synthesis_ready', parent, who)
+  end
+end
+
+-- Cancel one non-terminal task without telling its parent (callers settle once).
+local function cancel_one(tid, now)
+  local state = redis.call('HGET', TASK .. tid, 'state')
+  if state == 'open' then
+    take_open(tid)
+  elseif state == 'claimed' then
+    redis.call('ZREM', LEASES, tid)
+  elseif state ~= 'waiting' then
+    return false
+  end
+  move(tid, state, 'cancelled', now)
+  return true
+end
+
+-- Fencing: every write after a claim names the fence it was given.
+local function holds(tid, fence)
+  local t = redis.call('HMGET', TASK .. tid, 'state', 'fence')
+  return t[1] == 'claimed' and t[2] == fence
+end
+
+-- A failed or expired attempt: retry with lowered pheromone, or give up on the task.
+local function retry_or_die(tid, now, reason)
+  redis.call('ZREM', LEASES, tid)
+  local attempts = redis.call('HINCRBY', TASK .. tid, 'attempts', 1)
+  redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
+  if attempts >= meta_num('max_attempts', 3) then
+    move(tid, 'claimed', 'dead', now)
+    return 'dead'
+  end
+  move(tid, 'claimed', 'open', now)
+  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
+  put_open(tid, s + math.log(meta_num('rho_fail', 0.5)))
+  return 'open'
+end
+
+local function charge_tokens(tid, tokens)
+  if tokens > 0 then
+    redis.call('HINCRBY', META, 'tokens', tokens)
+    redis.call('HINCRBY', TASK .. tid, 'tokens', tokens)
+  end
+end

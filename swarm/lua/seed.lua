@@ -1,0 +1,46 @@
+-- seed: create a swarm: its meta (purpose, budgets, tuning, counters) and its root task,
+-- with the purpose's listed tasks as the root's first open children.
+-- KEYS: the standard eight (_lib.lua)
+-- ARGV[1] = now (ms), ARGV[2] = m (number of meta field/value pairs that follow)
+-- ARGV[3 .. 2 + 2m]         = meta field, value, ...
+-- then: root title, root detail, n (root tasks), then n times: title, detail, tags
+-- Returns 'ok', or an error when the swarm already exists.
+local now = tonumber(ARGV[1])
+if redis.call('EXISTS', META) == 1 then return redis.error_reply('EXISTS swarm already seeded') end
+local m = tonumber(ARGV[2])
+local i = 3
+for _ = 1, m do
+  redis.call('HSET', META, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', META, 'state', 'running', 'created', now, 'tasks', 1, 'next_id', 0,
+  'tokens', 0, 'completions', 0, 'n_open', 0, 'n_claimed', 0, 'n_waiting', 0,
+  'n_done', 0, 'n_dead', 0, 'n_cancelled', 0)
+
+local title, detail, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+i = i + 3
+redis.call('HSET', TASK .. '0', 'parent', '', 'depth', 0, 'kind', 'work', 'title', title,
+  'detail', detail, 'tags', '', 'state', 'waiting', 'attempts', 0, 'priority', 0,
+  'created', now, 'updated', now)
+redis.call('HINCRBY', META, 'n_waiting', 1)
+emit(now, 'seeded', '0', 'seed', 'title', title)
+
+local score = deposit_score(meta_num('initial', 1), now)
+for _ = 1, n do
+  local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
+  redis.call('HSET', TASK .. child, 'parent', '0', 'depth', 1, 'kind', 'work',
+    'title', ARGV[i], 'detail', ARGV[i + 1], 'tags', ARGV[i + 2], 'state', 'open',
+    'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
+  redis.call('RPUSH', CHILDREN .. '0', child)
+  redis.call('HINCRBY', META, 'n_open', 1)
+  put_open(child, score)
+  i = i + 3
+end
+redis.call('HINCRBY', META, 'tasks', n)
+if n > 0 then
+  redis.call('HSET', TASK .. '0', 'pending', n)
+else
+  move('0', 'waiting', 'open', now)
+  put_open('0', score)
+end
+return 'ok'

@@ -1,0 +1,49 @@
+-- split: turn a claimed task into a waiting parent of new open subtasks, within budgets.
+-- KEYS: the standard eight (_lib.lua)
+-- ARGV[1] = task id, ARGV[2] = fence, ARGV[3] = worker id, ARGV[4] = now (ms)
+-- ARGV[5] = tokens spent on this step, ARGV[6] = reason, ARGV[7] = n (number of children)
+-- ARGV[8 + 3i], ARGV[9 + 3i], ARGV[10 + 3i] = title, detail, tags (comma-separated) of child i
+-- Returns {'ok', child ids...} | {'lost'} | {'refused', why} (the task stays claimed)
+local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local tokens, n = tonumber(ARGV[5]), tonumber(ARGV[7])
+if not holds(tid, fence) then return {'lost'} end
+
+local depth = tonumber(redis.call('HGET', TASK .. tid, 'depth'))
+local state = redis.call('HGET', META, 'state')
+local why = nil
+if state ~= 'running' then
+  why = 'the swarm is ' .. state .. ': answer instead'
+elseif redis.call('HGET', TASK .. tid, 'kind') ~= 'work' then
+  why = 'a synthesize step must answer'
+elseif depth >= meta_num('max_depth', 3) then
+  why = 'max depth reached'
+elseif n < 1 or n > meta_num('max_children', 5) then
+  why = 'between 1 and ' .. meta_num('max_children', 5) .. ' subtasks allowed'
+elseif meta_num('tasks', 0) + n > meta_num('max_tasks', 200) then
+  why = 'task budget spent'
+end
+if why then
+  charge_tokens(tid, tokens)
+  return {'refused', why}
+end
+
+local ids = {}
+local score = deposit_score(meta_num('initial', 1), now)
+for i = 0, n - 1 do
+  local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
+  redis.call('HSET', TASK .. child, 'parent', tid, 'depth', depth + 1, 'kind', 'work',
+    'title', ARGV[8 + 3 * i], 'detail', ARGV[9 + 3 * i], 'tags', ARGV[10 + 3 * i],
+    'state', 'open', 'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
+  redis.call('RPUSH', CHILDREN .. tid, child)
+  redis.call('HINCRBY', META, 'n_open', 1)
+  put_open(child, score)
+  ids[#ids + 1] = child
+end
+redis.call('HINCRBY', META, 'tasks', n)
+redis.call('ZREM', LEASES, tid)
+move(tid, 'claimed', 'waiting', now)
+redis.call('HSET', TASK .. tid, 'pending', n, 'reason', ARGV[6])
+charge_tokens(tid, tokens)
+emit(now, 'split', tid, worker, 'children', table.concat(ids, ','))
+check_budgets(now, worker)
+return {'ok', unpack(ids, 1, n)}
