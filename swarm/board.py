@@ -86,6 +86,13 @@ class ClaimOutcome:
     swarm_state: str = ""
 
 
+@dataclass(frozen=True)
+class TaskContext:
+    ancestry: tuple[Task, ...]  # root first, parent last
+    siblings: tuple[Task, ...]  # finished siblings, in order
+    children: tuple[Task, ...]  # all children, in order
+
+
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
@@ -376,17 +383,25 @@ class Board:
     def children(self, tid: str) -> list[Task]:
         return self.tasks(self.child_ids(tid))
 
-    def ancestry(self, task: Task) -> list[Task]:
-        """The task's ancestors, root first (bounded by max depth)."""
-        chain: list[Task] = []
-        parent = task.parent
-        while parent:
-            found = self.task(parent)
-            if found is None:
-                break
-            chain.append(found)
-            parent = found.parent
-        return chain[::-1]
+    def context(self, task: Task) -> TaskContext:
+        """Ancestry, finished siblings and (for synthesis) children, in two round trips."""
+        pipe = self.client.pipeline(transaction=False)
+        for tid in task.path:
+            pipe.hgetall(self.keys.task(tid))
+        pipe.lrange(self.keys.children(task.parent), 0, -1)
+        pipe.lrange(self.keys.children(task.id), 0, -1)
+        replies = pipe.execute()
+        n = len(task.path)
+        ancestry = tuple(Task.from_hash(t, h) for t, h in zip(task.path, replies[:n], strict=True))
+        sibling_ids = [t for t in replies[n] if t != task.id] if task.parent else []
+        child_ids = list(replies[n + 1])
+        fetched = self.tasks(sibling_ids + child_ids)
+        by_id = {t.id: t for t in fetched}
+        siblings = tuple(
+            by_id[t] for t in sibling_ids if t in by_id and by_id[t].state is State.DONE
+        )
+        children = tuple(by_id[t] for t in child_ids if t in by_id)
+        return TaskContext(ancestry, siblings, children)
 
     def workers_alive(self, *, stale_s: float = 45.0, now: float | None = None) -> int:
         since = self.now_ms(now) - int(stale_s * 1000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -56,7 +56,8 @@ class Task:
     reason: str = ""
     created: int = 0
     updated: int = 0
-    children: tuple[str, ...] = field(default=())
+    path: tuple[str, ...] = ()  # ancestor ids, root first
+
 
     @property
     def is_root(self) -> bool:
@@ -85,4 +86,5 @@ class Task:
             reason=h.get("reason", ""),
             created=int(h.get("created", 0)),
             updated=int(h.get("updated", 0)),
+            path=tuple(p for p in h.get("path", "").split(",") if p),
         )

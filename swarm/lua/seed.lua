@@ -19,7 +19,7 @@ redis.call('HSET', META, 'state', 'running', 'created', now, 'tasks', 1, 'next_i
 
 local title, detail, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
 i = i + 3
-redis.call('HSET', TASK .. '0', 'parent', '', 'depth', 0, 'kind', 'work', 'title', title,
+redis.call('HSET', TASK .. '0', 'parent', '', 'path', '', 'depth', 0, 'kind', 'work', 'title', title,
   'detail', detail, 'tags', '', 'state', 'waiting', 'attempts', 0, 'priority', 0,
   'created', now, 'updated', now)
 redis.call('HINCRBY', META, 'n_waiting', 1)
@@ -28,7 +28,7 @@ emit(now, 'seeded', '0', 'seed', 'title', title)
 local score = deposit_score(meta_num('initial', 1), now)
 for _ = 1, n do
   local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
-  redis.call('HSET', TASK .. child, 'parent', '0', 'depth', 1, 'kind', 'work',
+  redis.call('HSET', TASK .. child, 'parent', '0', 'path', '0', 'depth', 1, 'kind', 'work',
     'title', ARGV[i], 'detail', ARGV[i + 1], 'tags', ARGV[i + 2], 'state', 'open',
     'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
   redis.call('RPUSH', CHILDREN .. '0', child)

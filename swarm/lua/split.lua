@@ -9,6 +9,8 @@ local tokens, n = tonumber(ARGV[5]), tonumber(ARGV[7])
 if not holds(tid, fence) then return {'lost'} end
 
 local depth = tonumber(redis.call('HGET', TASK .. tid, 'depth'))
+local path = redis.call('HGET', TASK .. tid, 'path')
+path = (path == false or path == '') and tid or (path .. ',' .. tid)
 local state = redis.call('HGET', META, 'state')
 local why = nil
 if state ~= 'running' then
@@ -32,7 +34,7 @@ local score = deposit_score(meta_num('initial', 1), now)
 for i = 0, n - 1 do
   local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
   redis.call('HSET', TASK .. child, 'parent', tid, 'depth', depth + 1, 'kind', 'work',
-    'title', ARGV[8 + 3 * i], 'detail', ARGV[9 + 3 * i], 'tags', ARGV[10 + 3 * i],
+    'path', path, 'title', ARGV[8 + 3 * i], 'detail', ARGV[9 + 3 * i], 'tags', ARGV[10 + 3 * i],
     'state', 'open', 'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
   redis.call('RPUSH', CHILDREN .. tid, child)
   redis.call('HINCRBY', META, 'n_open', 1)

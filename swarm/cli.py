@@ -1,0 +1,315 @@
+"""The `swarm` command line: thin; each command parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from swarm import __version__
+from swarm.board import Board, BoardError, list_swarms
+from swarm.config import (
+    ConnectionFailed,
+    EmbeddedStartFailed,
+    RedisSettings,
+    connect,
+    redis_settings,
+)
+from swarm.purpose import PurposeError, load_purpose
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+# Errors a user can fix: one line on stderr, exit status 1, never a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionFailed,
+    EmbeddedStartFailed,
+    PurposeError,
+    BoardError,
+    ValueError,
+)
+
+
+def _user_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if type(exc).__name__ in ("ModelNotFound", "ModelError", "SandboxUnavailable"):
+                raise click.ClickException(str(exc)) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def redis_option(fn: F) -> F:
+    return click.option(
+        "--redis",
+        "redis_url",
+        metavar="URL",
+        help="Redis URL (redis://, rediss://, unix://); default $SWARM_REDIS_URL or $REDIS_URL.",
+    )(fn)
+
+
+def swarm_option(fn: F) -> F:
+    return click.option(
+        "--swarm", "swarm_id", metavar="ID", help="Which swarm (default: the newest)."
+    )(fn)
+
+
+def _settings(redis_url: str | None) -> RedisSettings:
+    settings = redis_settings(redis_url)
+    if settings is None:
+        raise click.ClickException(
+            "no Redis named: pass --redis URL or set SWARM_REDIS_URL "
+            "(or use `swarm up`, which starts an embedded Valkey)"
+        )
+    return settings
+
+
+def _client(redis_url: str | None) -> Any:
+    return connect(_settings(redis_url))
+
+
+def _board(client: Any, swarm_id: str | None) -> Board:
+    if swarm_id is None:
+        ids = list_swarms(client, 1)
+        if not ids:
+            raise click.ClickException("no swarm on this Redis yet: run `swarm seed PURPOSE`")
+        swarm_id = ids[0]
+    board = Board(client, swarm_id)
+    board.state()  # raises NoSuchSwarm with a clear message
+    return board
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="swarm")
+def cli() -> None:
+    """A swarm of identical small-model workers solving a purpose on a Redis blackboard."""
+
+
+@cli.command()
+@click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
+@redis_option
+@click.option("--id", "swarm_id", help="Choose the swarm id (default: from the purpose's name).")
+@_user_errors
+def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
+    """Put PURPOSE (a purpose.md file) on the blackboard; prints the swarm id."""
+    parsed = load_purpose(purpose)  # validate before touching Redis: bad input changes nothing
+    board = Board.seed(_client(redis_url), parsed, swarm_id=swarm_id)
+    out.print(board.id)
+
+
+@cli.command()
+@redis_option
+@swarm_option
+@click.option("--mind", default=None, help="sim:..., onnx[:DIR] or openai:URL#MODEL.")
+@click.option("--model", default=None, help="ORT GenAI model folder (default $SWARM_MODEL).")
+@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--burst", is_flag=True, help="Exit when the swarm is done or nothing is left.")
+@click.option("--skills", default="", help="Comma-separated tags this worker prefers.")
+@click.option("--lease", type=click.FloatRange(1, None), help="Lease seconds (default: swarm's).")
+@click.option("--name", default="", help="Worker name prefix (default: host name).")
+@click.option("--no-code", is_flag=True, help="Never offer the mind code execution.")
+@click.option("-v", "--verbose", count=True)
+@_user_errors
+def worker(
+    redis_url: str | None,
+    swarm_id: str | None,
+    mind: str | None,
+    model: str | None,
+    slots: int,
+    burst: bool,
+    skills: str,
+    lease: float | None,
+    name: str,
+    no_code: bool,
+    verbose: int,
+) -> None:
+    """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
+    from swarm.minds import make_mind
+    from swarm.worker import Worker, WorkerConfig
+
+    _logging(verbose)
+    settings = _settings(redis_url)
+    client = connect(settings)
+    the_mind = make_mind(mind, model=model or os.environ.get("SWARM_MODEL"), slots=slots)
+    config = WorkerConfig(
+        swarm_id=swarm_id,
+        slots=slots,
+        burst=burst,
+        skills=tuple(s for s in skills.split(",") if s),
+        lease_s=lease,
+        name=name,
+    )
+    runner = None if no_code else _code_runner(settings)
+    code = Worker(client, the_mind, config, code_runner=runner).run()
+    sys.exit(code)
+
+
+def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
+    try:
+        from swarm.sandbox.client import runner_factory
+    except ImportError:
+        return None
+    return runner_factory(settings.for_exec())
+
+
+@cli.command()
+@redis_option
+@swarm_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_user_errors
+def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
+    """Counters of one swarm: state, tasks by state, tokens, live workers."""
+    board = _board(_client(redis_url), swarm_id)
+    st = board.status()
+    if as_json:
+        out.print_json(json.dumps(st))
+        return
+    states = "  ".join(f"{k} {v}" for k, v in st["by_state"].items() if v)
+    out.print(f"[bold]{st['id']}[/]  {st['title']}")
+    out.print(f"state {st['state']}  tasks {st['tasks']}/{st['budgets']['max_tasks']}  {states}")
+    out.print(f"tokens {st['tokens']}/{st['budgets']['max_tokens']}  workers {st['workers_alive']}")
+
+
+@cli.command()
+@redis_option
+@swarm_option
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
+    """The root's answer (exit status 2 while the swarm is still working)."""
+    board = _board(_client(redis_url), swarm_id)
+    st = board.status()
+    answer = board.answer()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
+            )
+        )
+    elif answer is not None:
+        out.print(answer, markup=False)
+    else:
+        console.print(f"swarm {board.id} is {st['state']}: no answer yet")
+    if answer is None:
+        sys.exit(2)
+
+
+@cli.command("ls")
+@redis_option
+@_user_errors
+def ls_(redis_url: str | None) -> None:
+    """List swarms, newest first."""
+    client = _client(redis_url)
+    for sid in list_swarms(client, 1000):
+        m = client.hmget(Board(client, sid).keys.meta, "state", "tasks", "title")
+        if m[0] is not None:
+            out.print(f"{sid}\t{m[0]}\t{m[1]} tasks\t{m[2]}", markup=False)
+
+
+@cli.command()
+@redis_option
+@swarm_option
+@_user_errors
+def pause(redis_url: str | None, swarm_id: str | None) -> None:
+    """Workers finish what they hold and claim nothing new."""
+    board = _board(_client(redis_url), swarm_id)
+    if not board.pause(_who()):
+        raise click.ClickException(f"swarm {board.id} is {board.state().value}, not running")
+    out.print(f"paused {board.id}")
+
+
+@cli.command()
+@redis_option
+@swarm_option
+@_user_errors
+def resume(redis_url: str | None, swarm_id: str | None) -> None:
+    """Undo `swarm pause`."""
+    board = _board(_client(redis_url), swarm_id)
+    if not board.resume(_who()):
+        raise click.ClickException(f"swarm {board.id} is {board.state().value}, not paused")
+    out.print(f"resumed {board.id}")
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option(
+    "--amount", default=5.0, show_default=True, type=click.FloatRange(0, None, min_open=True)
+)
+@redis_option
+@swarm_option
+@_user_errors
+def boost(task_id: str, amount: float, redis_url: str | None, swarm_id: str | None) -> None:
+    """Deposit pheromone on an open task so the swarm takes it sooner."""
+    board = _board(_client(redis_url), swarm_id)
+    if not board.boost(task_id, amount, _who()):
+        raise click.ClickException(f"task {task_id} is not open")
+    out.print(f"boosted {task_id} by {amount}")
+
+
+@cli.command()
+@click.argument("task_id", required=False)
+@click.option("--swarm-too", "whole", is_flag=True, help="Cancel the whole swarm.")
+@redis_option
+@swarm_option
+@_user_errors
+def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: str | None) -> None:
+    """Cancel TASK_ID and everything under it, or the whole swarm with --swarm-too."""
+    if not task_id and not whole:
+        raise click.UsageError("name a TASK_ID, or pass --swarm-too to cancel the whole swarm")
+    board = _board(_client(redis_url), swarm_id)
+    n = board.cancel(None if whole else task_id, _who())
+    out.print(f"cancelled {n} task(s)" if not whole else f"cancelled swarm {board.id}")
+
+
+def _who() -> str:
+    return f"person:{os.environ.get('USER', 'someone')}"
+
+
+def _register_optional() -> None:
+    """Commands of plug-in families, added when their modules are present."""
+    for module, names in (
+        ("swarm.up", ("up",)),
+        ("swarm.sandbox.commands", ("executor", "sandbox")),
+        ("swarm.minds.commands", ("model",)),
+        ("swarm.watch", ("watch",)),
+    ):
+        try:
+            mod = __import__(module, fromlist=list(names))
+        except ImportError as exc:
+            if exc.name != module:
+                raise
+            continue
+        for name in names:
+            cli.add_command(getattr(mod, name))
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(prog_name="swarm")

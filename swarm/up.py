@@ -1,0 +1,227 @@
+"""`swarm up`: one command from a purpose file to an answer on this machine.
+
+Starts (or uses) a Redis, seeds the purpose, runs N identical worker processes and a
+sandbox executor, shows progress, prints the root's answer, and cleans up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from swarm.board import Board
+from swarm.config import RedisSettings, connect, data_dir, redis_settings, start_embedded
+from swarm.purpose import load_purpose
+from swarm.task import SwarmState
+
+console = Console(stderr=True)
+
+
+class UpError(RuntimeError):
+    """`swarm up` could not run the swarm to an answer."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    purpose: str
+    workers: int = 2
+    mind: str | None = None
+    model: str | None = None
+    redis_url: str | None = None
+    slots: int = 1
+    code: bool = True
+    show: bool = True
+
+
+@contextmanager
+def _home_lock(home: Path) -> Iterator[None]:
+    """One `swarm up` per data dir: two Valkeys on one AOF would corrupt it."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "up.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UpError(
+                f"another `swarm up` is using {home}; wait for it or set SWARM_HOME elsewhere"
+            ) from None
+        yield
+
+
+@contextmanager
+def _redis(opts: UpOptions, home: Path) -> Iterator[RedisSettings]:
+    settings = redis_settings(opts.redis_url)
+    if settings is not None:
+        yield settings
+        return
+    with _home_lock(home):
+        server, settings = start_embedded(home)
+        console.print(f"[dim]embedded Valkey at {settings.url}, data in {home / 'valkey'}[/]")
+        try:
+            yield settings
+        finally:
+            server.stop()
+
+
+def _spawn(args: list[str], env: dict[str, str], log: IO[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "swarm", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _worker_args(opts: UpOptions, swarm_id: str) -> list[str]:
+    args = ["worker", "--swarm", swarm_id, "--burst", "--slots", str(opts.slots)]
+    if opts.mind:
+        args += ["--mind", opts.mind]
+    if opts.model:
+        args += ["--model", opts.model]
+    if not opts.code:
+        args.append("--no-code")
+    return args
+
+
+def _executor_available() -> bool:
+    try:
+        import swarm.sandbox.commands  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _progress(board: Board) -> Text:
+    st = board.status()
+    by = st["by_state"]
+    text = Text()
+    text.append(f"{st['id']} ", style="bold")
+    text.append(f"{st['state']}  ", style="cyan")
+    text.append(
+        f"tasks {st['tasks']}/{st['budgets']['max_tasks']}  done {by['done']}  open {by['open']}"
+        f"  claimed {by['claimed']}  waiting {by['waiting']}  dead {by['dead']}"
+        f"  tokens {st['tokens']}  workers {st['workers_alive']}"
+    )
+    return text
+
+
+def _wait(board: Board, workers: list[subprocess.Popen[bytes]], show: bool) -> None:
+    with (
+        Live(_progress(board), console=console, refresh_per_second=4, transient=False)
+        if show
+        else ExitStack() as live
+    ):
+        while True:
+            state = board.state()
+            if isinstance(live, Live):
+                live.update(_progress(board))
+            if state.terminal:
+                return
+            if all(w.poll() is not None for w in workers):
+                raise UpError(f"every worker exited while the swarm was {state.value}")
+            time.sleep(0.25)
+
+
+def _log_tails(logs: list[Path], lines: int = 5) -> str:
+    parts = []
+    for path in logs:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            parts.append(f"--- {path}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+def run_up(opts: UpOptions) -> str:
+    """Run a purpose to its answer; returns the answer."""
+    purpose = load_purpose(opts.purpose)  # a bad file fails here, before anything starts
+    home = data_dir()
+    logs_dir = home / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    with _redis(opts, home) as settings, ExitStack() as stack:
+        client = connect(settings)
+        board = Board.seed(client, purpose)
+        console.print(f"seeded [bold]{board.id}[/]: {purpose.title}")
+        env = {**os.environ, "SWARM_REDIS_URL": settings.url}
+        procs: list[subprocess.Popen[bytes]] = []
+        logs: list[Path] = []
+        stack.callback(_stop_all, procs)
+        if opts.code and purpose.sandbox != "none" and _executor_available():
+            path = logs_dir / f"{board.id}-executor.log"
+            fh = stack.enter_context(open(path, "w"))
+            procs.append(_spawn(["executor", "--queue", board.keys.exec_queue()], env, fh))
+        workers = []
+        for n in range(opts.workers):
+            path = logs_dir / f"{board.id}-worker-{n}.log"
+            logs.append(path)
+            fh = stack.enter_context(open(path, "w"))
+            workers.append(_spawn(_worker_args(opts, board.id), env, fh))
+        procs.extend(workers)
+        try:
+            _wait(board, workers, opts.show)
+        except UpError as exc:
+            raise UpError(f"{exc}; worker logs:\n{_log_tails(logs)}") from None
+        st = board.status()
+        if st["state"] != SwarmState.DONE.value or st["outcome"] != "answered":
+            raise UpError(f"swarm {board.id} ended {st['state']} ({st['outcome'] or 'no answer'})")
+        return board.answer() or ""
+
+
+@click.command()
+@click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--workers", "-n", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--mind", default=None, help="sim:..., onnx[:DIR] or openai:URL#MODEL.")
+@click.option("--model", default=None, help="ORT GenAI model folder (default $SWARM_MODEL).")
+@click.option(
+    "--redis", "redis_url", metavar="URL", help="Use this Redis instead of an embedded Valkey."
+)
+@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--no-code", is_flag=True, help="Do not run model-written code.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def up(
+    purpose: str,
+    workers: int,
+    mind: str | None,
+    model: str | None,
+    redis_url: str | None,
+    slots: int,
+    no_code: bool,
+    quiet: bool,
+) -> None:
+    """Seed PURPOSE, run N workers on it, and print the final answer."""
+    from swarm.cli import USER_ERRORS
+
+    opts = UpOptions(purpose, workers, mind, model, redis_url, slots, not no_code, not quiet)
+    try:
+        answer = run_up(opts)
+    except (UpError, *USER_ERRORS) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(answer)
+
+
