@@ -1,0 +1,501 @@
+"""purpose.md -> Purpose: front matter, text, root tasks, and validation with clear messages.
+
+A purpose file is optional YAML front matter between `---` lines, then markdown. The title is
+the first `# Heading`; an optional `## Tasks` list seeds the root's children. Every problem is
+a `PurposeError` whose one-line message names the file and, where it helps, the line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import yaml
+
+from swarm.protocol import Limits
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Hard limits the blackboard enforces atomically (DESIGN section 2, "Bounded")."""
+
+    max_tasks: int = 200
+    max_depth: int = 3
+    max_tokens: int = 500_000
+    deadline_s: float = 3600.0
+    max_attempts: int = 3
+    max_children: int = 5
+    lease_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Pheromone and claim-rule parameters (DESIGN sections 5 and 6)."""
+
+    half_life_s: float = 120.0
+    initial: float = 1.0  # deposit on every new task
+    q: float = 1.0  # success deposit, times the answer's confidence
+    rho_fail: float = 0.5  # a failed or reaped task keeps this fraction of its pheromone
+    alpha: float = 1.0  # weight of pheromone in the claim rule
+    beta: float = 1.0  # weight of the heuristic (synthesis, priority, skills, age)
+    epsilon: float = 0.05  # chance of a uniform pick over all open tasks
+    candidates: int = 16  # K: how many of the top open tasks the claim rule weighs
+    synth_bonus: float = 4.0  # eta bonus of synthesize tasks, so branches close
+
+
+@dataclass(frozen=True)
+class RootTask:
+    title: str
+    detail: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Purpose:
+    title: str
+    text: str
+    name: str = ""
+    budgets: Budgets = field(default_factory=Budgets)
+    tuning: Tuning = field(default_factory=Tuning)
+    sandbox: str = "auto"  # auto | local | e2b | none
+    tasks: tuple[RootTask, ...] = ()
+
+
+class PurposeError(ValueError):
+    """A purpose that cannot be used; the message names the file and, where it helps, the line."""
+
+
+MAX_BYTES = 256 * 1024
+MAX_TITLE = 120
+SANDBOXES = ("auto", "local", "e2b", "none")
+TOP_KEYS = ("name", "sandbox", "budgets", "pheromone")
+
+# Root tasks become task hashes like any split's children, so they obey a mind's tag bounds.
+_LIMITS = Limits()
+
+_Numbers = TypeVar("_Numbers", Budgets, Tuning)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Allowed interval of one numeric setting; `lo_open` makes the lower bound exclusive."""
+
+    lo: float
+    hi: float = math.inf
+    lo_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        above = value > self.lo if self.lo_open else value >= self.lo
+        return above and value <= self.hi
+
+    def describe(self) -> str:
+        if self.hi == math.inf:
+            return f"must be {'>' if self.lo_open else '>='} {_num(self.lo)}"
+        if self.lo_open:
+            return f"must be > {_num(self.lo)} and <= {_num(self.hi)}"
+        return f"must be between {_num(self.lo)} and {_num(self.hi)}"
+
+
+_BUDGET_RANGES = {
+    "max_tasks": _Range(1, 1_000_000),
+    "max_depth": _Range(0, 16),
+    "max_tokens": _Range(1),
+    "deadline_s": _Range(0, lo_open=True),
+    "max_attempts": _Range(1),
+    "max_children": _Range(1, 32),
+    "lease_s": _Range(5),
+}
+_TUNING_RANGES = {
+    "half_life_s": _Range(0, lo_open=True),
+    "initial": _Range(0, lo_open=True),
+    "q": _Range(0),
+    "rho_fail": _Range(0, 1, lo_open=True),
+    "alpha": _Range(0),
+    "beta": _Range(0),
+    "epsilon": _Range(0, 1),
+    "candidates": _Range(1, 256),
+    "synth_bonus": _Range(0),
+}
+
+# Indented two or more, a marker starts a nested list, which stays part of its parent item.
+_LIST_ITEM = re.compile(r"^ ?(?:[-*+]|\d{1,9}[.)])(?:\s+(.*))?$")
+_TAGS = re.compile(r"\s*\[tags:([^\]]*)\]\s*$", re.IGNORECASE)
+_TASKS_HEADING = re.compile(r"^##\s+tasks\s*#*\s*$", re.IGNORECASE)
+_SECTION_END = re.compile(r"^#{1,2}(?:\s|$)")
+_HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s|$)")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _fail(source: str, message: str, line: int | None = None) -> NoReturn:
+    where = f"{source}:{line}" if line is not None else source
+    raise PurposeError(f"{where}: {message}")
+
+
+def load_purpose(path: str | Path) -> Purpose:
+    """Read and parse a purpose file; every problem is a PurposeError naming the file."""
+    source = str(path)
+    return parse_purpose(_decode(_read_bytes(Path(path), source), source), source)
+
+
+def _read_bytes(path: Path, source: str) -> bytes:
+    try:
+        if path.is_dir():
+            _fail(source, "is a directory, not a purpose file")
+        if path.exists() and not path.is_file():
+            _fail(source, "is not a regular file")
+        with path.open("rb") as f:
+            # One byte over the cap is enough to tell, without reading a huge file whole.
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        _fail(source, "no such file")
+    except PermissionError:
+        _fail(source, "not readable (permission denied)")
+    except OSError as e:
+        _fail(source, f"cannot read: {e.strerror or e}")
+    if len(data) > MAX_BYTES:
+        _fail(source, f"larger than {MAX_BYTES // 1024} KiB; a purpose should be a short brief")
+    return data
+
+
+def _decode(data: bytes, source: str) -> str:
+    nul = data.find(b"\0")
+    if nul >= 0:
+        _fail(source, f"binary file (NUL byte at byte offset {nul}), expected markdown")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        _fail(source, f"not UTF-8 (invalid byte 0x{data[e.start]:02x} at byte offset {e.start})")
+
+
+def parse_purpose(text: str, source: str = "<purpose>") -> Purpose:
+    """Parse the text of a purpose file; `source` names it in error messages."""
+    _check_raw(text, source)
+    lines = text.removeprefix("\ufeff").split("\n")
+    lines = [line.removesuffix("\r") for line in lines]
+    meta, body_start = _front_matter(lines, source)
+    body = lines[body_start:]
+    settings = _settings(meta, source)
+    text_out = "\n".join(body).strip()
+    if not re.search(r"\w", text_out):
+        _fail(source, "empty purpose: no text says what the swarm should achieve")
+    tasks = _tasks(body, body_start, settings.budgets, source)
+    return replace(settings, title=_title(body), text=text_out, tasks=tasks)
+
+
+def _check_raw(text: str, source: str) -> None:
+    if "\0" in text:
+        _fail(source, "binary content (NUL character), expected markdown")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        # Redis would refuse the text later, far from the cause.
+        _fail(source, f"not valid Unicode (unpaired surrogate at character {e.start})")
+    if size > MAX_BYTES:
+        _fail(source, f"larger than {MAX_BYTES // 1024} KiB; a purpose should be a short brief")
+
+
+# ---------------------------------------------------------------- front matter
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """The front matter's mapping, with the file line of every key for error messages."""
+
+    values: Mapping[Any, Any]
+    lines: Mapping[tuple[str, ...], int]
+
+
+def _front_matter(lines: list[str], source: str) -> tuple[_Meta, int]:
+    """Return the front matter and the index of the first body line."""
+    empty = _Meta({}, {})
+    if not lines or lines[0].rstrip() != "---":
+        return empty, 0
+    close = next((i for i in range(1, len(lines)) if lines[i].rstrip() == "---"), None)
+    if close is None:
+        _fail(source, "front matter opened with '---' but never closed by a '---' line", 1)
+    yaml_text = "\n".join(lines[1:close])
+    try:
+        node = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
+        values = yaml.safe_load(yaml_text)
+    except yaml.YAMLError as e:
+        _yaml_error(e, source)
+    if values is None:
+        return empty, close + 1
+    if not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
+        _fail(source, f"front matter must be a mapping of keys, got {_kind(values)}", 2)
+    return _Meta(values, _key_lines(node, source)), close + 1
+
+
+def _yaml_error(e: yaml.YAMLError, source: str) -> NoReturn:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    # The YAML starts on file line 2, after the opening `---`; marks are 0-based.
+    line = mark.line + 2 if mark is not None else 1
+    _fail(source, f"front matter is not valid YAML: {problem}", line)
+
+
+def _key_lines(node: yaml.MappingNode, source: str) -> dict[tuple[str, ...], int]:
+    """Map each key path (one or two levels) to its file line, refusing duplicate keys."""
+    found: dict[tuple[str, ...], int] = {}
+    for path, key_node in _walk_keys(node, ()):
+        line = key_node.start_mark.line + 2
+        if path in found:
+            dotted = ".".join(path)
+            _fail(source, f"duplicate key '{dotted}' (first at line {found[path]})", line)
+        found[path] = line
+    return found
+
+
+def _walk_keys(
+    node: yaml.MappingNode, prefix: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], yaml.Node]]:
+    for key_node, value_node in node.value:
+        path = (*prefix, str(key_node.value))
+        yield path, key_node
+        if not prefix and isinstance(value_node, yaml.MappingNode):
+            yield from _walk_keys(value_node, path)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    kinds = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+    }
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _settings(meta: _Meta, source: str) -> Purpose:
+    """Validate the front matter into a Purpose whose title, text and tasks are still empty."""
+    _check_keys(meta, meta.values, TOP_KEYS, (), source)
+    values = meta.values
+    return Purpose(
+        title="",
+        text="",
+        name=_name(meta, values.get("name", ""), source),
+        sandbox=_sandbox(meta, values.get("sandbox", "auto"), source),
+        budgets=_numbers(meta, "budgets", Budgets(), _BUDGET_RANGES, source),
+        tuning=_numbers(meta, "pheromone", Tuning(), _TUNING_RANGES, source),
+    )
+
+
+def _check_keys(
+    meta: _Meta,
+    mapping: Mapping[Any, Any],
+    known: tuple[str, ...],
+    prefix: tuple[str, ...],
+    source: str,
+) -> None:
+    what = f"{prefix[0]} key" if prefix else "front matter key"
+    for key in mapping:
+        if isinstance(key, str) and key in known:
+            continue
+        guess = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(known)}"
+        line = meta.lines.get((*prefix, str(key)))
+        _fail(source, f"unknown {what} {key!r} ({hint})", line)
+
+
+def _name(meta: _Meta, value: object, source: str) -> str:
+    line = meta.lines.get(("name",))
+    if not isinstance(value, str):
+        _fail(source, f"'name' must be a string, got {_kind(value)}", line)
+    if "\n" in value.strip() or len(value.strip()) > MAX_TITLE:
+        _fail(source, f"'name' must be one line of at most {MAX_TITLE} characters", line)
+    return value.strip()
+
+
+def _sandbox(meta: _Meta, value: object, source: str) -> str:
+    if value not in SANDBOXES:
+        line = meta.lines.get(("sandbox",))
+        _fail(source, f"'sandbox' must be one of {', '.join(SANDBOXES)}; got {value!r}", line)
+    return str(value)
+
+
+def _numbers(
+    meta: _Meta, section: str, defaults: _Numbers, ranges: Mapping[str, _Range], source: str
+) -> _Numbers:
+    raw = meta.values.get(section)
+    if raw is None:
+        return defaults
+    if not isinstance(raw, dict):
+        line = meta.lines.get((section,))
+        _fail(source, f"'{section}' must be a mapping of settings, got {_kind(raw)}", line)
+    _check_keys(meta, raw, tuple(ranges), (section,), source)
+    types = {f.name: type(getattr(defaults, f.name)) for f in fields(defaults)}
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        line = meta.lines.get((section, key))
+        number = _number(f"{section}.{key}", value, types[key], source, line)
+        if not ranges[key].admits(number):
+            _fail(source, f"{section}.{key} {ranges[key].describe()}, got {_num(number)}", line)
+        changes[key] = number
+    return replace(defaults, **changes)
+
+
+def _number(what: str, value: object, want: type, source: str, line: int | None) -> float:
+    # bool is a subclass of int, but `max_depth: yes` is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        hint = " (remove the quotes)" if _looks_numeric(value) else ""
+        _fail(source, f"{what} must be {_a(want)}, got {_kind(value)} {value!r}{hint}", line)
+    if want is int and not isinstance(value, int):
+        _fail(source, f"{what} must be a whole number, got {value!r}", line)
+    if not math.isfinite(value):
+        _fail(source, f"{what} must be a finite number, got {value!r}", line)
+    return value if want is int else float(value)
+
+
+def _looks_numeric(value: object) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def _a(want: type) -> str:
+    return "a whole number" if want is int else "a number"
+
+
+# ---------------------------------------------------------------- body
+
+
+def _unfenced(body: list[str]) -> Iterator[tuple[int, str]]:
+    """Yield (index, line) for lines outside fenced code blocks, where `#` is not a heading."""
+    fence: str | None = None
+    for i, line in enumerate(body):
+        opener = _FENCE.match(line)
+        if opener and (fence is None or opener.group(1) == fence):
+            fence = opener.group(1) if fence is None else None
+            continue
+        if fence is None:
+            yield i, line
+
+
+def _title(body: list[str]) -> str:
+    for _, line in _unfenced(body):
+        heading = re.match(r"^#\s+(.*?)(?:\s+#+)?\s*$", line)
+        if heading and heading.group(1).strip():
+            return heading.group(1).strip()[:MAX_TITLE]
+    # No `# Heading`: the first line with words, less any heading marks, names the purpose.
+    candidates = [line.strip(" \t#") for _, line in _unfenced(body)] + [
+        line.strip() for line in body
+    ]
+    first = next(text for text in candidates if re.search(r"\w", text))
+    return first[:MAX_TITLE].rstrip()
+
+
+def _tasks(body: list[str], offset: int, budgets: Budgets, source: str) -> tuple[RootTask, ...]:
+    found = _tasks_section(body, offset, source)
+    if found is None:
+        return ()
+    heading, section = found
+    items = _list_items(section)
+    if not items:
+        _fail(source, "'## Tasks' section has no list items (write '- Title: detail')", heading)
+    tasks = [_root_task(text, line, source) for line, text in items]
+    _check_unique(tasks, [line for line, _ in items], source)
+    _check_fit(len(tasks), budgets, heading, source)
+    return tuple(tasks)
+
+
+def _tasks_section(
+    body: list[str], offset: int, source: str
+) -> tuple[int, list[tuple[int, str]]] | None:
+    """Return the file line of the `## Tasks` heading and the numbered lines under it."""
+    heading: int | None = None
+    inside = False
+    section: list[tuple[int, str]] = []
+    for i, line in _unfenced(body):
+        lineno = offset + i + 1
+        if _TASKS_HEADING.match(line):
+            if heading is not None:
+                _fail(
+                    source, f"a second '## Tasks' section (the first is at line {heading})", lineno
+                )
+            heading, inside = lineno, True
+        elif _SECTION_END.match(line):
+            inside = False
+        elif inside:
+            section.append((lineno, line))
+    return None if heading is None else (heading, section)
+
+
+def _list_items(section: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Top-level list items with their continuation lines joined, as (file line, text)."""
+    items: list[tuple[int, str]] = []
+    after_blank = False
+    for lineno, line in section:
+        if not line.strip() or _HEADING.match(line):
+            after_blank = True  # a subheading, like a blank line, ends the item above
+            continue
+        item = _LIST_ITEM.match(line)
+        if item:
+            items.append((lineno, (item.group(1) or "").strip()))
+        elif items and (not after_blank or line[:1] in (" ", "\t")):
+            # Lazy or indented continuation, nested lists included, belongs to the item above.
+            first, text = items[-1]
+            items[-1] = (first, f"{text} {line.strip()}".strip())
+        after_blank = False
+    return items
+
+
+def _root_task(text: str, line: int, source: str) -> RootTask:
+    tags: tuple[str, ...] = ()
+    marker = _TAGS.search(text)
+    if marker:
+        tags = _parse_tags(marker.group(1), line, source)
+        text = text[: marker.start()]
+    title, _, detail = text.partition(": ")
+    title, detail = title.strip(), detail.strip()
+    if not title:
+        _fail(source, "task has no title (write '- Title: detail')", line)
+    if len(title) > MAX_TITLE:
+        _fail(source, f"task title is {len(title)} characters, at most {MAX_TITLE} allowed", line)
+    return RootTask(title=title, detail=detail, tags=tags)
+
+
+def _parse_tags(raw: str, line: int, source: str) -> tuple[str, ...]:
+    tags = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    if not tags:
+        _fail(source, "'[tags: ]' lists no tags", line)
+    if len(tags) > _LIMITS.max_tags:
+        _fail(source, f"{len(tags)} tags, at most {_LIMITS.max_tags} allowed", line)
+    for tag in tags:
+        if len(tag) > _LIMITS.max_tag:
+            _fail(source, f"tag '{tag}' is longer than {_LIMITS.max_tag} characters", line)
+    return tags
+
+
+def _check_unique(tasks: list[RootTask], lines: list[int], source: str) -> None:
+    seen: dict[str, int] = {}
+    for task, line in zip(tasks, lines, strict=True):
+        key = task.title.casefold()
+        if key in seen:
+            _fail(source, f"duplicate task title '{task.title}' (first at line {seen[key]})", line)
+        seen[key] = line
+
+
+def _check_fit(n: int, budgets: Budgets, line: int, source: str) -> None:
+    """Root tasks are the root's children at depth 1, so they must fit the budgets."""
+    if n > budgets.max_children:
+        limit = budgets.max_children
+        _fail(source, f"{n} tasks under '## Tasks' but budgets.max_children is {limit}", line)
+    if budgets.max_depth < 1:
+        _fail(source, "'## Tasks' needs budgets.max_depth >= 1 (root tasks sit at depth 1)", line)
+    if n + 1 > budgets.max_tasks:
+        limit = budgets.max_tasks
+        _fail(source, f"{n} tasks plus the root exceed budgets.max_tasks ({limit})", line)
