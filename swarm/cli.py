@@ -305,7 +305,9 @@ def _register_optional() -> None:
                 raise
             continue
         for name in names:
-            cli.add_command(getattr(mod, name))
+            command = getattr(mod, name, None)
+            if isinstance(command, click.Command):
+                cli.add_command(command)
 
 
 _register_optional()
