@@ -128,6 +128,7 @@ class Worker:
         self._boards: dict[str, Board] = {}
         self._infos: dict[str, _SwarmInfo] = {}
         self._finished: set[str] = set()
+        self._current: str | None = None
         self._stats = _Stats()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -188,10 +189,14 @@ class Worker:
     # -- choosing a swarm ------------------------------------------------------------------
 
     def _board(self) -> Board | None:
-        sid = self.config.swarm_id
-        if sid is None:
-            sid = newest_running(self.client, skip=self._finished)
+        """The swarm this worker serves: sticky until it finishes, then the next running one."""
+        sid = self.config.swarm_id or self._current
         if sid is None or sid in self._finished:
+            if self.config.swarm_id is not None:
+                return None
+            sid = newest_running(self.client, skip=self._finished)
+            self._current = sid
+        if sid is None:
             return None
         board = self._boards.get(sid)
         if board is None:
@@ -381,15 +386,15 @@ class Worker:
         return max(0.05, min(leases) / 4)
 
     def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(0 if not self._boards else self._renew_s()):
-            try:
-                self._beat()
-            except TRANSIENT as exc:
-                log.warning("heartbeat: Redis unavailable (%s)", exc)
-            except Exception:
-                log.exception("heartbeat failed")
-            if not self._boards:
-                self._stop.wait(0.1)
+        while not self._stop.is_set():
+            if self._boards:
+                try:
+                    self._beat()
+                except TRANSIENT as exc:
+                    log.warning("heartbeat: Redis unavailable (%s)", exc)
+                except Exception:
+                    log.exception("heartbeat failed")
+            self._stop.wait(self._renew_s() if self._boards else 0.1)
 
     def _beat(self) -> None:
         with self._lock:
