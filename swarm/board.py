@@ -19,8 +19,8 @@ import redis
 
 from swarm import keys
 from swarm.keys import SwarmKeys
-from swarm.pheromone import decay_rate
-from swarm.protocol import Confidence, Subtask
+from swarm.pheromone import decay_rate, level
+from swarm.protocol import Confidence, Limits, Subtask
 from swarm.scripts import scripts_for
 from swarm.task import State, SwarmState, Task
 
@@ -467,6 +467,40 @@ class Board:
         pipe.delete(self.keys.worker(worker))
         pipe.execute()
 
+    # -- a person adds work ----------------------------------------------------------------
+
+    def inject(
+        self,
+        title: str,
+        who: str,
+        *,
+        parent: str = "0",
+        detail: str = "",
+        tags: Sequence[str] = (),
+        now: float | None = None,
+    ) -> str:
+        """Add an open task under a waiting parent (swarm/lua/inject.lua); returns its id.
+
+        Raises BoardError with the reason when the swarm or the parent cannot take it.
+        """
+        title, clean_tags = _checked_injection(title, detail, tags)
+        reply = self._run(
+            "inject", parent, title, detail, ",".join(clean_tags), who, self.now_ms(now)
+        )
+        if reply[0] != "ok":
+            raise BoardError(f"cannot inject into swarm {self.id}: {reply[1]}")
+        return str(reply[1])
+
+    def top_pheromone(self, *, now: float | None = None) -> float:
+        """The summed current pheromone of the claim rule's top candidates (0 when none)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.meta, "lambda", "created", "candidates")
+        pipe.zrevrange(self.keys.open, 0, 63, withscores=True)
+        (lam, created, k), top = pipe.execute()
+        t_s = (self.now_ms(now) - int(created or 0)) / 1000
+        scores = [s for _, s in top[: int(k or 16)]]
+        return sum(level(s, t_s, float(lam or 0)) for s in scores)
+
 
 def list_swarms(client: Any, limit: int = 50) -> list[str]:
     """Swarm ids, newest first."""
@@ -483,3 +517,28 @@ def newest_running(client: Any, *, skip: Iterable[str] = (), scan: int = 50) -> 
         if state in (SwarmState.RUNNING.value, SwarmState.WRAPPING.value, SwarmState.PAUSED.value):
             return sid
     return None
+
+
+INJECT_MAX_TITLE = 300
+INJECT_MAX_DETAIL = 4000
+
+
+def _checked_injection(title: str, detail: str, tags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """A person's task text within the bounds a mind's subtasks obey (checked before Redis)."""
+    limits = Limits()
+    title = " ".join(title.split())
+    if not title:
+        raise ValueError("an injected task needs a title")
+    if len(title) > INJECT_MAX_TITLE:
+        raise ValueError(
+            f"title longer than {INJECT_MAX_TITLE} characters: put the rest in --detail"
+        )
+    if len(detail) > INJECT_MAX_DETAIL:
+        raise ValueError(f"detail longer than {INJECT_MAX_DETAIL} characters")
+    clean = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    if len(clean) > limits.max_tags:
+        raise ValueError(f"{len(clean)} tags, at most {limits.max_tags} allowed")
+    for tag in clean:
+        if len(tag) > limits.max_tag or any(c in tag for c in ",|"):
+            raise ValueError(f"bad tag {tag!r}: at most {limits.max_tag} characters, no ',' or '|'")
+    return title, clean

@@ -255,32 +255,48 @@ def resume(redis_url: str | None, swarm_id: str | None) -> None:
     out.print(f"resumed {board.id}")
 
 
+# A default boost outweighs everything the claim rule now weighs, so the task is taken next
+# (unless a worker explores at random, with probability epsilon).
+BOOST_OVER_TOP = 100.0
+
+
 @cli.command()
 @click.argument("task_id")
 @click.option(
-    "--amount", default=5.0, show_default=True, type=click.FloatRange(0, None, min_open=True)
+    "--amount",
+    type=click.FloatRange(0, None, min_open=True),
+    help="Pheromone to deposit (default: 100 times all the top candidates hold, so it is next).",
 )
 @redis_option
 @swarm_option
 @_user_errors
-def boost(task_id: str, amount: float, redis_url: str | None, swarm_id: str | None) -> None:
+def boost(task_id: str, amount: float | None, redis_url: str | None, swarm_id: str | None) -> None:
     """Deposit pheromone on an open task so the swarm takes it sooner."""
     board = _board(_client(redis_url), swarm_id)
+    if amount is None:
+        amount = BOOST_OVER_TOP * max(board.top_pheromone(), 1.0)
     if not board.boost(task_id, amount, _who()):
         raise click.ClickException(f"task {task_id} is not open")
-    out.print(f"boosted {task_id} by {amount}")
+    out.print(f"boosted {task_id} by {amount:.4g}")
 
 
 @cli.command()
 @click.argument("task_id", required=False)
-@click.option("--swarm-too", "whole", is_flag=True, help="Cancel the whole swarm.")
+@click.option(
+    "--all", "--swarm-too", "whole", is_flag=True, help="Cancel the whole swarm (see --swarm)."
+)
 @redis_option
 @swarm_option
 @_user_errors
 def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: str | None) -> None:
-    """Cancel TASK_ID and everything under it, or the whole swarm with --swarm-too."""
+    """Cancel TASK_ID and everything under it, or the whole swarm with --all.
+
+    `--swarm ID` picks which swarm (default: the newest): `swarm cancel --all --swarm ID`.
+    """
+    if task_id and whole:
+        raise click.UsageError("name a TASK_ID or pass --all, not both")
     if not task_id and not whole:
-        raise click.UsageError("name a TASK_ID, or pass --swarm-too to cancel the whole swarm")
+        raise click.UsageError("name a TASK_ID, or pass --all to cancel the whole swarm")
     board = _board(_client(redis_url), swarm_id)
     n = board.cancel(None if whole else task_id, _who())
     out.print(f"cancelled {n} task(s)" if not whole else f"cancelled swarm {board.id}")
@@ -297,6 +313,7 @@ def _register_optional() -> None:
         ("swarm.sandbox.commands", ("executor", "sandbox")),
         ("swarm.minds.commands", ("model",)),
         ("swarm.watch", ("watch",)),
+        ("swarm.trace", ("export", "rm", "inject")),
     ):
         try:
             mod = __import__(module, fromlist=list(names))

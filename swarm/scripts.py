@@ -21,6 +21,7 @@ NAMES = (
     "boost",
     "pause",
     "resume",
+    "inject",
 )
 
 _registered: weakref.WeakKeyDictionary[Any, dict[str, Script]] = weakref.WeakKeyDictionary()

@@ -1,0 +1,56 @@
+-- inject: a person adds a task under a parent that is waiting on its children.
+-- KEYS: the standard eight (_lib.lua); uses meta, open, traits, events, task:, children:
+-- ARGV[1] = parent task id, ARGV[2] = title, ARGV[3] = detail, ARGV[4] = tags (comma-separated)
+-- ARGV[5] = who, ARGV[6] = now (ms)
+-- Returns {'ok', new task id} or {'refused', why}; nothing changes when refused.
+--
+-- Only a waiting parent takes a new child: its pending count grows by one, so it synthesises
+-- once the injected task is terminal too. An open or claimed task has not been split yet
+-- (its worker may answer it at any moment), and a synthesising or finished one has already
+-- gathered its children, so both are refused with the reason. max_children bounds what a
+-- mind may split into, not what a person adds; the task budget binds everyone.
+local parent, title, detail, tags = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local who, now = ARGV[5], tonumber(ARGV[6])
+
+local swarm_state = redis.call('HGET', META, 'state')
+if not swarm_state then return redis.error_reply('NOSWARM no such swarm') end
+if swarm_state == 'done' or swarm_state == 'cancelled' then
+  return {'refused', 'the swarm is ' .. swarm_state}
+end
+if swarm_state == 'wrapping' then
+  local why = redis.call('HGET', META, 'wrap_reason') or 'a budget is spent'
+  return {'refused', 'the swarm is wrapping up (' .. why .. '): it takes no new work'}
+end
+
+local p = redis.call('HMGET', TASK .. parent, 'state', 'kind', 'depth', 'path')
+local pstate = p[1]
+if not pstate then return {'refused', 'no task ' .. parent} end
+if pstate ~= 'waiting' then
+  if parent == '0' and (pstate == 'open' or pstate == 'claimed') and p[2] == 'work' then
+    return {'refused', 'the root has not been split yet; boost it or wait'}
+  elseif p[2] == 'synthesize' and (pstate == 'open' or pstate == 'claimed') then
+    return {'refused', 'task ' .. parent .. ' is already synthesising its children'}
+  elseif pstate == 'open' or pstate == 'claimed' then
+    return {'refused', 'task ' .. parent .. ' is ' .. pstate .. ', not split into subtasks;'
+      .. ' inject under a waiting task (its parent, or the root)'}
+  end
+  return {'refused', 'task ' .. parent .. ' is ' .. pstate}
+end
+
+local tasks, max_tasks = meta_num('tasks', 0), meta_num('max_tasks', 200)
+if tasks + 1 > max_tasks then
+  return {'refused', 'task budget spent (' .. tasks .. ' of ' .. max_tasks .. ')'}
+end
+
+local path = (p[4] == false or p[4] == '') and parent or (p[4] .. ',' .. parent)
+local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
+redis.call('HSET', TASK .. child, 'parent', parent, 'depth', tonumber(p[3]) + 1, 'kind', 'work',
+  'path', path, 'title', title, 'detail', detail, 'tags', tags, 'state', 'open',
+  'attempts', 0, 'priority', 0, 'created', now, 'updated', now, 'injected_by', who)
+redis.call('RPUSH', CHILDREN .. parent, child)
+redis.call('HINCRBY', TASK .. parent, 'pending', 1)
+redis.call('HINCRBY', META, 'tasks', 1)
+redis.call('HINCRBY', META, 'n_open', 1)
+put_open(child, deposit_score(meta_num('initial', 1), now))
+emit(now, 'injected', child, who, 'parent', parent, 'title', title)
+return {'ok', child}

@@ -1,0 +1,389 @@
+"""A swarm's whole trace: `swarm export` (json or md), `swarm rm`, and `swarm inject`.
+
+Export and rm walk every task, following the child lists down from the root in pipelined
+chunks (never SCAN or KEYS), so they cost a few round trips per thousand tasks and work on a
+Redis Cluster, where all of one swarm's keys live on one slot.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from swarm import keys as key_names
+from swarm.board import Board, BoardError
+from swarm.keys import SwarmKeys
+from swarm.task import SwarmState
+
+CHUNK = 1000  # commands per pipeline: big enough to amortise the round trip, small enough
+# not to hold the server or the client's memory for long
+
+FORMAT = "swarm-export/1"
+TASK_ORDER = (
+    "id", "parent", "depth", "kind", "title", "detail", "tags", "state", "attempts", "owner",
+    "result", "confidence", "tokens", "reason", "injected_by", "created", "updated",
+)  # fmt: skip
+INT_FIELDS = ("depth", "attempts", "tokens", "created", "updated", "priority", "fence", "pending")
+TUNING = (
+    "half_life_s", "initial", "q", "rho_fail", "alpha", "beta", "epsilon", "candidates",
+    "synth_bonus",
+)  # fmt: skip
+LIVE_STATES = (SwarmState.RUNNING.value, SwarmState.PAUSED.value, SwarmState.WRAPPING.value)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- walking a whole swarm ----------------------------------------------------------------------
+
+
+def _chunks(items: list[str], size: int = CHUNK) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def walk(
+    client: Any, keys: SwarmKeys, *, hashes: bool
+) -> dict[str, tuple[dict[str, str], list[str]]]:
+    """Every task reachable from the root: id -> (its hash, or {} without `hashes`; its children).
+
+    Level by level, CHUNK tasks per round trip.
+    """
+    found: dict[str, tuple[dict[str, str], list[str]]] = {}
+    level = ["0"]
+    while level:
+        nxt: list[str] = []
+        for chunk in _chunks(level):
+            pipe = client.pipeline(transaction=False)
+            for tid in chunk:
+                if hashes:
+                    pipe.hgetall(keys.task(tid))
+                pipe.lrange(keys.children(tid), 0, -1)
+            replies = pipe.execute()
+            step = 2 if hashes else 1
+            for i, tid in enumerate(chunk):
+                h = replies[i * step] if hashes else {}
+                kids = [k for k in replies[i * step + step - 1] if k not in found]
+                found[tid] = (dict(h), kids)
+                nxt.extend(kids)
+        level = nxt
+    return found
+
+
+def events(client: Any, keys: SwarmKeys) -> list[dict[str, str]]:
+    """The whole event stream (what the cap has kept of it), oldest first."""
+    out: list[dict[str, str]] = []
+    start = "-"
+    while True:
+        batch = client.xrange(keys.events, start, "+", count=CHUNK)
+        out.extend({"id": eid, **fields} for eid, fields in batch)
+        if len(batch) < CHUNK:
+            return out
+        start = f"({batch[-1][0]}"
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _task_record(tid: str, h: dict[str, str]) -> dict[str, Any]:
+    rec: dict[str, Any] = {"id": tid}
+    for name in TASK_ORDER[1:]:
+        value: Any = h.get(name, "")
+        if name in INT_FIELDS:
+            value = int(value or 0)
+        elif name == "tags":
+            value = [t for t in str(value).split(",") if t]
+        rec[name] = value
+    return rec
+
+
+def _nest(tasks: dict[str, tuple[dict[str, str], list[str]]]) -> dict[str, Any]:
+    """The tree as nested records, built bottom-up so a deep tree needs no recursion."""
+    records = {tid: {**_task_record(tid, h), "children": []} for tid, (h, _) in tasks.items()}
+    for tid, (_, kids) in tasks.items():
+        records[tid]["children"] = [records[k] for k in kids if k in records]
+    return records.get("0", {})
+
+
+def _num(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
+
+
+def _budgets(meta: dict[str, str], deepest: int, now_ms: int) -> dict[str, dict[str, float]]:
+    created = int(_num(meta.get("created")))
+    end = int(_num(meta.get("finished"))) or now_ms
+    return {
+        "tasks": {"spent": int(_num(meta.get("tasks"))), "limit": int(_num(meta.get("max_tasks")))},
+        "tokens": {
+            "spent": int(_num(meta.get("tokens"))),
+            "limit": int(_num(meta.get("max_tokens"))),
+        },
+        "depth": {"spent": deepest, "limit": int(_num(meta.get("max_depth")))},
+        "time_s": {"spent": max(end - created, 0) / 1000, "limit": _num(meta.get("deadline_s"))},
+    }
+
+
+def export_swarm(client: Any, swarm_id: str, *, now: float | None = None) -> dict[str, Any]:
+    """Everything about one swarm, as plain data (what `swarm export --format json` writes)."""
+    keys = SwarmKeys(swarm_id)
+    meta: dict[str, str] = client.hgetall(keys.meta)
+    if not meta:
+        raise BoardError(f"no swarm {swarm_id!r} on this Redis")
+    tasks = walk(client, keys, hashes=True)
+    deepest = max((int(h.get("depth", 0) or 0) for h, _ in tasks.values()), default=0)
+    now_ms = int((time.time() if now is None else now) * 1000)
+    return {
+        "format": FORMAT,
+        "swarm": swarm_id,
+        "exported_at": now_ms,
+        "title": meta.get("title", ""),
+        "purpose": meta.get("purpose", ""),
+        "state": meta.get("state", ""),
+        "outcome": meta.get("outcome", ""),
+        "answer": meta.get("answer"),
+        "created": int(_num(meta.get("created"))),
+        "finished": int(_num(meta.get("finished"))) or None,
+        "budgets": _budgets(meta, deepest, now_ms),
+        "counts": {s: int(_num(meta.get(f"n_{s}"))) for s in _STATES},
+        "completions": int(_num(meta.get("completions"))),
+        "tuning": {name: _num(meta.get(name)) for name in TUNING},
+        "task_count": len(tasks),
+        "tree": _nest(tasks),
+        "events": events(client, keys),
+    }
+
+
+_STATES = ("open", "claimed", "waiting", "done", "dead", "cancelled")
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in text.splitlines() or [""])
+
+
+def _md_task(rec: dict[str, Any], out: list[str]) -> None:
+    """One task as a list item; its children nested below it (iteratively, for deep trees)."""
+    stack: list[tuple[dict[str, Any], int]] = [(rec, 0)]
+    while stack:
+        task, lvl = stack.pop()
+        pad = "  " * lvl
+        facts = [task["state"], task["kind"]]
+        if task["owner"]:
+            facts.append(f"by {task['owner']}")
+        if task["attempts"]:
+            facts.append(f"{task['attempts']} failed attempt(s)")
+        if task["injected_by"]:
+            facts.append(f"injected by {task['injected_by']}")
+        out.append(f"{pad}- **#{task['id']} {_md_inline(task['title'])}** ({', '.join(facts)})")
+        body = task["result"] or (f"reason: {task['reason']}" if task["reason"] else "")
+        for line in body.splitlines():
+            out.append(f"{pad}  {line}" if line.strip() else "")
+        stack.extend((c, lvl + 1) for c in reversed(task["children"]))
+
+
+def _md_inline(text: str) -> str:
+    return " ".join(text.split()).replace("*", r"\*")
+
+
+def _md_cell(text: str) -> str:
+    return _md_inline(text).replace("|", r"\|")
+
+
+def to_markdown(data: dict[str, Any]) -> str:
+    """The export as a document a person reads top to bottom: answer first, then how."""
+    b = data["budgets"]
+    lines = [
+        f"# {_md_inline(data['title']) or data['swarm']}",
+        "",
+        f"Swarm `{data['swarm']}`: **{data['state']}**"
+        + (f" ({data['outcome']})" if data["outcome"] else "")
+        + f", started {_when(data['created'])}, finished {_when(data['finished'])}.",
+        "",
+        "## Answer",
+        "",
+        data["answer"] if data["answer"] is not None else "_No answer yet._",
+        "",
+        "## Budgets",
+        "",
+        "| budget | spent | limit |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {v['spent']:g} | {v['limit']:g} |" for name, v in b.items()),
+        "",
+        "Tasks by state: "
+        + ", ".join(f"{n} {s}" for s, n in data["counts"].items() if n)
+        + f"; {data['completions']} completions.",
+        "",
+        "## Purpose",
+        "",
+        _quote(data["purpose"]),
+        "",
+        f"## Tasks ({data['task_count']})",
+        "",
+    ]
+    if data["tree"]:
+        _md_task(data["tree"], lines)
+    lines += ["", f"## Events ({len(data['events'])})", ""]
+    lines += ["| time | event | task | who | details |", "| --- | --- | --- | --- | --- |"]
+    for ev in data["events"]:
+        rest = {k: v for k, v in ev.items() if k not in ("id", "type", "task", "worker", "at")}
+        detail = " ".join(f"{k}={v}" for k, v in rest.items())
+        at = int(_num(ev.get("at")))
+        lines.append(
+            f"| {_when(at)} | {ev.get('type', '')} | {ev.get('task', '')} "
+            f"| {_md_cell(ev.get('worker', ''))} | {_md_cell(detail)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- rm --------------------------------------------------------------------------------------
+
+
+def delete_swarm(client: Any, swarm_id: str) -> int:
+    """Delete every key of a swarm and its index entry; returns how many keys existed."""
+    keys = SwarmKeys(swarm_id)
+    names = [keys.meta, keys.open, keys.traits, keys.leases, keys.fence, keys.events, keys.workers]
+    names += [keys.worker(w) for w in client.zrange(keys.workers, 0, -1)]
+    for tid in walk(client, keys, hashes=False):
+        names += [keys.task(tid), keys.children(tid)]
+    deleted = 0
+    for chunk in _chunks(names):
+        deleted += int(client.unlink(*chunk))
+    client.zrem(key_names.INDEX, swarm_id)
+    return deleted
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _user_errors(fn: F) -> F:
+    """cli.USER_ERRORS become one-line messages (imported late: cli imports this module)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from swarm.cli import USER_ERRORS
+
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _options(fn: F) -> F:
+    fn = click.option("--swarm", "swarm_id", metavar="ID", help="Which swarm (default: newest).")(
+        fn
+    )
+    return click.option(
+        "--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL)."
+    )(fn)
+
+
+def _board(redis_url: str | None, swarm_id: str | None) -> Board:
+    from swarm.cli import _board as board_of
+    from swarm.cli import _client
+
+    return board_of(_client(redis_url), swarm_id)
+
+
+def _who() -> str:
+    from swarm.cli import _who as who
+
+    return who()
+
+
+@click.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "md"]), help="Default: from -o, else json."
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout."
+)
+@_options
+@_user_errors
+def export(
+    fmt: str | None, output: Path | None, redis_url: str | None, swarm_id: str | None
+) -> None:
+    """Write a swarm's whole trace: purpose, task tree, every result, events, budgets spent."""
+    board = _board(redis_url, swarm_id)
+    data = export_swarm(board.client, board.id)
+    fmt = fmt or (
+        "md" if output is not None and output.suffix.lower() in (".md", ".markdown") else "json"
+    )
+    text = (
+        to_markdown(data) if fmt == "md" else json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    )
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(
+        f"wrote {output} ({data['task_count']} tasks, {len(data['events'])} events)", err=True
+    )
+
+
+@click.command()
+@click.argument("swarm_ids", metavar="ID...", nargs=-1, required=True)
+@click.option(
+    "--force", is_flag=True, help="Also remove a swarm that is still running (cancels it first)."
+)
+@click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
+@_user_errors
+def rm(swarm_ids: tuple[str, ...], force: bool, redis_url: str | None) -> None:
+    """Delete swarms and everything they left on Redis (see `swarm ls`)."""
+    from swarm.cli import _client
+
+    client = _client(redis_url)
+    for sid in swarm_ids:
+        board = Board(client, sid)
+        state = client.hget(board.keys.meta, "state")
+        if state is None and client.zscore(key_names.INDEX, sid) is None:
+            raise BoardError(f"no swarm {sid!r} on this Redis")
+        if state in LIVE_STATES:
+            if not force:
+                raise BoardError(
+                    f"swarm {sid} is {state}: cancel it first (swarm cancel --all --swarm {sid})"
+                    " or pass --force"
+                )
+            # Cancel first, so workers serving it see it closed and stop claiming.
+            board.cancel(None, _who(), reason="removed")
+        n = delete_swarm(client, sid)
+        click.echo(f"removed {sid} ({n} keys)")
+
+
+@click.command()
+@click.argument("text")
+@click.option("--parent", default="0", show_default=True, help="A waiting task to add it under.")
+@click.option(
+    "--tags", default="", help="Comma-separated tags (workers with these skills prefer it)."
+)
+@click.option(
+    "--detail", default="", help="More about the task, shown to the worker that takes it."
+)
+@_options
+@_user_errors
+def inject(
+    text: str, parent: str, tags: str, detail: str, redis_url: str | None, swarm_id: str | None
+) -> None:
+    """Add a task to the running swarm, under the root or another waiting task.
+
+    The parent must be waiting on its children (split, not yet synthesising); it then waits
+    for the new task too, whose answer reaches the final one. The task budget applies; the
+    max_children limit of a split does not (a person may add more).
+    """
+    board = _board(redis_url, swarm_id)
+    tid = board.inject(text, _who(), parent=parent, detail=detail, tags=tags.split(","))
+    click.echo(f"injected task {tid} under {parent} in {board.id}")

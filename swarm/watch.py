@@ -1,0 +1,903 @@
+"""`swarm watch`: a live terminal view of one swarm's tasks, pheromone, workers and budgets.
+
+A frame is read as a `Snapshot` in a fixed number of pipelined round trips (the counters, the
+top of the open set, the workers, new events, then one round trip per drawn tree level), and
+drawn by `render`, a pure function of the snapshot. The reads are bounded by what fits on the
+screen, never by the number of tasks: no SCAN, no KEYS, no walk of the whole tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+import redis
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from swarm.board import NoSuchSwarm, list_swarms
+from swarm.keys import SwarmKeys
+from swarm.pheromone import level
+
+# -- what one frame reads ----------------------------------------------------------------------
+
+META_FIELDS = (
+    "title",
+    "state",
+    "outcome",
+    "wrap_reason",
+    "created",
+    "finished",
+    "deadline_s",
+    "tasks",
+    "max_tasks",
+    "tokens",
+    "max_tokens",
+    "max_depth",
+    "depth_reached",
+    "lambda",
+    "initial",
+    "lease_ms",
+    "completions",
+    "n_open",
+    "n_claimed",
+    "n_waiting",
+    "n_done",
+    "n_dead",
+    "n_cancelled",
+)
+TASK_FIELDS = (
+    "kind",
+    "state",
+    "title",
+    "owner",
+    "attempts",
+    "result",
+    "reason",
+    "depth",
+    "pending",
+    "injected_by",
+)
+WORKER_FIELDS = ("host", "mind", "current", "slots", "tasks", "tokens_per_s")
+STATES = ("open", "claimed", "waiting", "done", "dead", "cancelled")
+
+HOT = 5  # top of the open set shown on the "next" line
+BUCKET_S = 10  # throughput sparkline resolution
+BUCKETS = 60  # ten minutes of history
+EVENT_BATCH = 2000  # most events counted per frame; a backlog is caught up over frames
+HEADER_LINES = 2
+RULE_LINES = 3  # one title line above each of tree, workers and events
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    spent: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: str
+    level: int  # nesting below the root as drawn (0 = the root)
+    kind: str
+    state: str
+    title: str
+    depth: int = 0
+    owner: str = ""
+    attempts: int = 0
+    result: str = ""
+    heat: float | None = None  # current pheromone, while the task is open
+    children: int = 0  # length of its child list
+    pending: int = 0  # children not yet terminal
+    hidden: int = 0  # children not drawn for lack of rows
+    injected_by: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    alive: bool
+    seen_s: float  # seconds since its last heartbeat
+    host: str = ""
+    mind: str = ""
+    current: str = ""
+    tasks: int = 0
+    tokens_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: str
+    at: int
+    type: str
+    task: str
+    who: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one frame draws; also what `swarm watch --json` prints."""
+
+    swarm: str
+    title: str
+    state: str
+    outcome: str
+    reason: str
+    now: int  # ms
+    elapsed_s: float
+    budgets: tuple[Budget, ...]
+    counts: dict[str, int]
+    tree: tuple[TaskRow, ...]
+    hot: tuple[TaskRow, ...]
+    workers: tuple[WorkerRow, ...]
+    workers_alive: int
+    workers_total: int
+    throughput: tuple[int, ...]  # completions per BUCKET_S, oldest first
+    events: tuple[EventRow, ...]
+    height: int
+    initial: float = 1.0  # the pheromone of a fresh task, the heat bars' unit
+
+
+@dataclass
+class WatchState:
+    """What the watcher carries between frames so each frame reads only what is new."""
+
+    swarm: str = ""  # whose events these are (a watcher following the newest may switch)
+    cursor: str | None = None  # last event id counted
+    buckets: dict[int, int] = field(default_factory=dict)  # bucket index -> completions
+    # worker -> the tasks it claimed and has not posted, newest last: fresher than the
+    # heartbeat record, which is published only every lease/4
+    holding: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the frame's lines are shared out; the reads follow it."""
+
+    tree: int
+    workers: int
+    events: int
+
+
+def plan(height: int, workers: int | None = None) -> Plan:
+    """Rows per section for a frame `height` lines tall (`workers`: how many there are)."""
+    avail = max(height - HEADER_LINES - RULE_LINES, 8)
+    w_cap = min(max(avail // 5, 1), 8)
+    w_rows = w_cap if workers is None else max(min(workers, w_cap), 1)
+    e_rows = min(max(avail // 4, 2), 12)
+    return Plan(tree=max(avail - w_rows - e_rows, 3), workers=w_rows, events=e_rows)
+
+
+def _tail_rows(height: int) -> int:
+    """Most events a frame can show: its own rows plus those a short tree leaves free."""
+    p = plan(height, 1)
+    return p.events + p.tree - 1
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass
+class _Fetched:
+    """One task as read: its fields, its pheromone score and the start of its child list."""
+
+    fields: dict[str, str]
+    score: float | None
+    child_ids: list[str]
+    n_children: int
+
+
+def _queue_task(pipe: Any, keys: SwarmKeys, tid: str, child_cap: int) -> None:
+    pipe.hmget(keys.task(tid), TASK_FIELDS)
+    pipe.zscore(keys.open, tid)
+    pipe.lrange(keys.children(tid), 0, child_cap - 1)
+    pipe.llen(keys.children(tid))
+
+
+def _take_task(replies: Iterable[Any]) -> _Fetched:
+    values, score, child_ids, n = replies
+    fields = {k: v for k, v in zip(TASK_FIELDS, values, strict=True) if v is not None}
+    return _Fetched(fields, None if score is None else float(score), list(child_ids), int(n))
+
+
+def _round_robin(lists: Sequence[Sequence[str]], budget: int) -> list[str]:
+    """Up to `budget` ids, taking the first of every list, then the second...
+
+    so a wide tree shows a little of every branch rather than all of the first one.
+    """
+    picked: list[str] = []
+    depth = 0
+    while len(picked) < budget and any(depth < len(ids) for ids in lists):
+        for ids in lists:
+            if depth < len(ids) and len(picked) < budget:
+                picked.append(ids[depth])
+        depth += 1
+    return picked
+
+
+def _events(replies: Iterable[Any]) -> list[EventRow]:
+    rows = []
+    for eid, f in replies:
+        extra = {k: v for k, v in f.items() if k not in ("type", "task", "worker", "at")}
+        detail = " ".join(f"{k}={v}" for k, v in extra.items())
+        rows.append(
+            EventRow(
+                eid,
+                _int(f.get("at")),
+                f.get("type", ""),
+                f.get("task", ""),
+                f.get("worker", ""),
+                detail,
+            )
+        )
+    return rows
+
+
+POSTED = ("completed", "split", "failed", "released")
+
+
+def _follow(state: WatchState, events: list[EventRow], now_ms: int) -> None:
+    """Fold newly read events into the watcher's state: completions into the sparkline
+    buckets (by when they happened), claims and posts into what each worker holds."""
+    for ev in events:
+        if ev.type == "completed":
+            b = ev.at // (BUCKET_S * 1000)
+            state.buckets[b] = state.buckets.get(b, 0) + 1
+        if ev.type == "claimed":
+            state.holding.setdefault(ev.who, []).append(ev.task)
+        elif ev.type in POSTED:
+            _drop(state.holding.get(ev.who), ev.task)
+        elif ev.type == "reaped":
+            _drop(state.holding.get(_field(ev.detail, "owner")), ev.task)
+    if events:
+        state.cursor = events[-1].id
+    oldest = now_ms // (BUCKET_S * 1000) - BUCKETS
+    for b in [b for b in state.buckets if b <= oldest]:
+        del state.buckets[b]
+
+
+def _drop(tasks: list[str] | None, tid: str) -> None:
+    if tasks and tid in tasks:
+        tasks.remove(tid)
+
+
+def _field(detail: str, name: str) -> str:
+    for part in detail.split(" "):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+def _series(state: WatchState, now_ms: int) -> tuple[int, ...]:
+    last = now_ms // (BUCKET_S * 1000)
+    return tuple(state.buckets.get(b, 0) for b in range(last - BUCKETS + 1, last + 1))
+
+
+@dataclass(frozen=True)
+class _First:
+    """The replies of a frame's first round trip."""
+
+    meta: dict[str, Any]
+    root: _Fetched
+    hot: list[tuple[str, float]]  # top of the open set, with stored scores
+    seen: list[tuple[str, int]]  # the most recently seen workers, with their last beat (ms)
+    workers_total: int
+    tail: list[EventRow]  # the newest events, oldest first
+    new: list[EventRow]  # events after the watcher's cursor
+
+
+def _read_first(
+    client: Any, keys: SwarmKeys, state: WatchState, height: int, now_ms: int
+) -> _First:
+    caps = plan(height)
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(keys.meta, META_FIELDS)
+    # the root's children fill the tree when there are few workers to show
+    _queue_task(pipe, keys, "0", plan(height, 1).tree)
+    pipe.zrevrange(keys.open, 0, HOT - 1, withscores=True)
+    pipe.zrevrange(keys.workers, 0, caps.workers - 1, withscores=True)
+    pipe.zcard(keys.workers)
+    # renewals are most of the stream and say nothing to a person: read extra, drop them
+    pipe.xrevrange(keys.events, "+", "-", count=_tail_rows(height) * 4)
+    since = f"({state.cursor}" if state.cursor else f"{now_ms - BUCKET_S * BUCKETS * 1000}-0"
+    pipe.xrange(keys.events, since, "+", count=EVENT_BATCH)
+    r = pipe.execute()
+    tail = [e for e in _events(reversed(r[8])) if e.type != "renewed"]
+    return _First(
+        meta=dict(zip(META_FIELDS, r[0], strict=True)),
+        root=_take_task(r[1:5]),
+        hot=[(tid, float(score)) for tid, score in r[5]],
+        seen=[(wid, int(at)) for wid, at in r[6]],
+        workers_total=int(r[7]),
+        tail=tail[-_tail_rows(height) :],
+        new=_events(r[9]),
+    )
+
+
+@dataclass
+class _Records:
+    """Reads that ride on the tree's first level: the hot tasks' titles, the shown workers'
+    records and the count of live workers (which needs the lease from the first round trip)."""
+
+    keys: SwarmKeys
+    hot: list[str]
+    workers: list[str]
+    alive_since: int
+    hot_records: list[Any] = field(default_factory=list)
+    worker_records: list[Any] = field(default_factory=list)
+    alive: int = 0
+
+    def queue(self, pipe: Any) -> int:
+        for tid in self.hot:
+            pipe.hmget(self.keys.task(tid), "title", "kind", "depth")
+        for wid in self.workers:
+            pipe.hmget(self.keys.worker(wid), WORKER_FIELDS)
+        pipe.zcount(self.keys.workers, self.alive_since, "+inf")
+        return len(self.hot) + len(self.workers) + 1
+
+    def take(self, replies: list[Any]) -> None:
+        n = len(self.hot)
+        self.hot_records = replies[:n]
+        self.worker_records = replies[n : n + len(self.workers)]
+        self.alive = int(replies[-1])
+
+
+def _walk(
+    client: Any, keys: SwarmKeys, root: _Fetched, rows: int, records: _Records
+) -> dict[str, _Fetched]:
+    """The visible tree, breadth first under a row budget, one round trip per level; the
+    first level's pipeline also carries `records`, so a frame always costs at least two."""
+    fetched = {"0": root}
+    frontier = ["0"]
+    first = True
+    while first or frontier:
+        ids = _round_robin([fetched[t].child_ids for t in frontier], rows - len(fetched))
+        if not ids and not first:
+            break
+        cap = rows - len(fetched) - len(ids)  # rows left for the next level's children
+        pipe = client.pipeline(transaction=False)
+        for tid in ids:
+            _queue_task(pipe, keys, tid, max(cap, 0))
+        n_extra = records.queue(pipe) if first else 0
+        replies = list(pipe.execute())
+        for i, tid in enumerate(ids):
+            fetched[tid] = _take_task(replies[4 * i : 4 * i + 4])
+        if first:
+            records.take(replies[4 * len(ids) : 4 * len(ids) + n_extra])
+        frontier = ids if cap > 0 else []
+        first = False
+    return fetched
+
+
+def _row(tid: str, lvl: int, f: _Fetched, heat: float | None, drawn: int) -> TaskRow:
+    d = f.fields
+    return TaskRow(
+        id=tid,
+        level=lvl,
+        kind=d.get("kind", "work"),
+        state=d.get("state", "?"),
+        title=d.get("title", ""),
+        depth=_int(d.get("depth")),
+        owner=d.get("owner", ""),
+        attempts=_int(d.get("attempts")),
+        result=_outcome(d),
+        heat=heat,
+        children=f.n_children,
+        pending=_int(d.get("pending")),
+        hidden=max(f.n_children - drawn, 0),
+        injected_by=d.get("injected_by", ""),
+    )
+
+
+def _outcome(fields: dict[str, str]) -> str:
+    """The answer of a done task; else why it is where it is (split, failed, cancelled)."""
+    state = fields.get("state")
+    if state == "done":
+        return fields.get("result", "")
+    return "" if state == "claimed" else fields.get("reason", "")
+
+
+Heat = Callable[[float | None], float | None]
+
+
+def _tree_rows(fetched: dict[str, _Fetched], heat: Heat) -> tuple[TaskRow, ...]:
+    """The fetched tasks in tree order (depth first), each knowing how many children it hides."""
+    rows: list[TaskRow] = []
+    stack = [("0", 0)]
+    while stack:
+        tid, lvl = stack.pop()
+        f = fetched[tid]
+        drawn = [c for c in f.child_ids if c in fetched]
+        rows.append(_row(tid, lvl, f, heat(f.score), len(drawn)))
+        stack.extend((c, lvl + 1) for c in reversed(drawn))
+    return tuple(rows)
+
+
+def _reset(state: WatchState | None, swarm_id: str) -> WatchState:
+    """A fresh history, in the caller's object when there is one (it holds on to it)."""
+    fresh = WatchState(swarm=swarm_id)
+    if state is None:
+        return fresh
+    state.__dict__.update(fresh.__dict__)
+    return state
+
+
+def _heat_fn(meta: dict[str, Any], now_ms: int) -> Heat:
+    lam = _float(meta.get("lambda"))
+    t_s = (now_ms - _int(meta.get("created"), now_ms)) / 1000
+
+    def heat(score: float | None) -> float | None:
+        return None if score is None else level(score, t_s, lam)
+
+    return heat
+
+
+def _stale_ms(meta: dict[str, Any]) -> int:
+    """Workers beat every lease/4; missing two and a half beats means stale (killed, stuck)."""
+    return max(_int(meta.get("lease_ms"), 60_000) * 5 // 8, 5000)
+
+
+def _workers(
+    seen: list[tuple[str, int]], records: _Records, state: WatchState, now_ms: int, stale_ms: int
+) -> tuple[WorkerRow, ...]:
+    rows = []
+    for (wid, at), values in zip(seen, records.worker_records, strict=True):
+        rec = dict(zip(WORKER_FIELDS, values, strict=True))
+        # what the events say it holds is fresher than its last heartbeat's `current`
+        held = state.holding.get(wid)
+        current = ",".join(held[-max(_int(rec["slots"], 1), 1) :]) if held else rec["current"]
+        rows.append(
+            WorkerRow(
+                id=wid,
+                alive=now_ms - at <= stale_ms,
+                seen_s=max(now_ms - at, 0) / 1000,
+                host=rec["host"] or "",
+                mind=rec["mind"] or "",
+                current=current or "",
+                tasks=_int(rec["tasks"]),
+                tokens_per_s=_float(rec["tokens_per_s"]),
+            )
+        )
+    return tuple(rows)
+
+
+def _budgets_of(meta: dict[str, Any], elapsed: float, seen_depth: int) -> tuple[Budget, ...]:
+    return (
+        Budget("tasks", _int(meta.get("tasks")), _int(meta.get("max_tasks"))),
+        Budget("tokens", _int(meta.get("tokens")), _int(meta.get("max_tokens"))),
+        # `depth_reached`, where the scripts keep it, else the deepest task in view
+        Budget("depth", _int(meta.get("depth_reached"), seen_depth), _int(meta.get("max_depth"))),
+        Budget("time", elapsed, _float(meta.get("deadline_s"))),
+    )
+
+
+def _elapsed_s(meta: dict[str, Any], now_ms: int) -> float:
+    created = _int(meta.get("created"), now_ms)
+    end = _int(meta.get("finished"), now_ms) if meta.get("finished") else now_ms
+    return max(end - created, 0) / 1000
+
+
+def snapshot(
+    client: Any,
+    swarm_id: str,
+    state: WatchState | None = None,
+    *,
+    height: int = 24,
+    now: float | None = None,
+) -> Snapshot:
+    """Read one frame of `swarm_id`, `height` lines tall, in a number of round trips that
+    depends on the height but not on the number of tasks. `state` carries the event cursor,
+    throughput and holdings from frame to frame (pass the same object every time)."""
+    if state is None or state.swarm != swarm_id:
+        state = _reset(state, swarm_id)
+    now_ms = int((time.time() if now is None else now) * 1000)
+    keys = SwarmKeys(swarm_id)
+    first = _read_first(client, keys, state, height, now_ms)
+    meta = first.meta
+    if meta["state"] is None:
+        raise NoSuchSwarm(f"no swarm {swarm_id!r} on this Redis")
+    stale_ms = _stale_ms(meta)
+    records = _Records(
+        keys, [t for t, _ in first.hot], [w for w, _ in first.seen], now_ms - stale_ms
+    )
+    fetched = _walk(client, keys, first.root, plan(height, len(first.seen)).tree, records)
+    _follow(state, first.new, now_ms)
+    heat = _heat_fn(meta, now_ms)
+    tree = _tree_rows(fetched, heat)
+    hot = tuple(
+        TaskRow(tid, 0, v[1] or "work", "open", v[0] or "", depth=_int(v[2]), heat=heat(score))
+        for (tid, score), v in zip(first.hot, records.hot_records, strict=True)
+    )
+    elapsed = _elapsed_s(meta, now_ms)
+    return Snapshot(
+        swarm=swarm_id,
+        title=meta.get("title") or "",
+        state=meta["state"],
+        outcome=meta.get("outcome") or "",
+        reason=meta.get("wrap_reason") or "",
+        now=now_ms,
+        elapsed_s=elapsed,
+        budgets=_budgets_of(meta, elapsed, max(r.depth for r in tree + hot)),
+        counts={s: _int(meta.get(f"n_{s}")) for s in STATES},
+        tree=tree,
+        hot=hot,
+        workers=_workers(first.seen, records, state, now_ms, stale_ms),
+        workers_alive=records.alive,
+        workers_total=first.workers_total,
+        throughput=_series(state, now_ms),
+        events=tuple(first.tail),
+        height=height,
+        initial=_float(meta.get("initial"), 1.0) or 1.0,
+    )
+
+
+def to_json(snap: Snapshot) -> str:
+    return json.dumps(dataclasses.asdict(snap), indent=2)
+
+
+# -- drawing ----------------------------------------------------------------------------------
+
+GLYPHS = {
+    "open": ("○", "cyan"),
+    "claimed": ("▶", "yellow"),
+    "waiting": ("◎", "blue"),
+    "done": ("✓", "green"),
+    "dead": ("✗", "red"),
+    "cancelled": ("⊘", "bright_black"),
+}
+SWARM_STYLES = {
+    "running": "bold green",
+    "paused": "bold yellow",
+    "wrapping": "bold magenta",
+    "done": "bold cyan",
+    "cancelled": "bold red",
+}
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def bar(fraction: float, width: int, style: str) -> Text:
+    """A left-to-right bar in eighths of a cell, `width` cells wide, the rest shaded
+    (shading rather than colour alone, so it reads in a plain capture or a 16-colour SSH)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    full, part = divmod(round(fraction * width * 8), 8)
+    filled = "█" * full + (EIGHTHS[part] if part else "")
+    return Text.assemble((filled, style), ("░" * (width - len(filled)), "bright_black"))
+
+
+def heat_fraction(heat: float, initial: float) -> float:
+    """Pheromone on a log scale: a fresh task fills a third, eight times that fills the bar,
+    so both decay (halving per half-life) and a boost are visible."""
+    return min(max(0.0, math.log2(1 + max(heat, 0.0) / initial) / math.log2(9)), 1.0)
+
+
+def sparkline(values: Sequence[int]) -> str:
+    top = max(values, default=0)
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(round(v / top * (len(SPARKS) - 1)), len(SPARKS) - 1)] for v in values)
+
+
+def _num(x: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _short(worker: str) -> str:
+    """Worker ids end in pid and a random suffix; those tell workers apart on one screen."""
+    parts = worker.rsplit("-", 2)
+    return "-".join(parts[-2:]) if len(parts) == 3 else worker
+
+
+def _titled_rule(title: Text, width: int) -> Text:
+    line = Text("─ ", style="bright_black") + title
+    line.truncate(width - 2, overflow="ellipsis")
+    line.append(" " + "─" * max(width - line.cell_len - 1, 0), style="bright_black")
+    return line
+
+
+def _header(snap: Snapshot, width: int) -> list[RenderableType]:
+    top = Table.grid(expand=True, padding=(0, 1))
+    top.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    top.add_column(no_wrap=True, justify="right")
+    state = Text(snap.state.upper(), style=SWARM_STYLES.get(snap.state, "bold"))
+    if snap.outcome and snap.state == "done":
+        state.append(f" ({snap.outcome})", style="cyan")
+    elif snap.reason and snap.state == "wrapping":
+        state.append(f" ({snap.reason})", style="magenta")
+    top.add_row(
+        Text.assemble((snap.swarm, "bold"), " · ", snap.title),
+        Text.assemble(state, "  ", _duration(snap.elapsed_s)),
+    )
+    return [top, _budgets(snap, width)]
+
+
+def _budgets(snap: Snapshot, width: int) -> Text:
+    """One line of budget bars; the bars get what the labels leave of the width."""
+    labels = [
+        (f"{b.name} ", f" {_duration(b.spent)}/{_duration(b.limit)}  ")
+        if b.name == "time"
+        else (f"{b.name} ", f" {_num(b.spent)}/{_num(b.limit)}  ")
+        for b in snap.budgets
+    ]
+    text_len = sum(len(a) + len(z) for a, z in labels)
+    cell = min(max((width - text_len) // max(len(labels), 1), 2), 12)
+    line = Text()
+    for b, (name, amount) in zip(snap.budgets, labels, strict=True):
+        frac = b.spent / b.limit if b.limit else 0.0
+        style = "green" if frac < 0.7 else "yellow" if frac < 0.9 else "red"
+        line.append(name, style="bold")
+        line.append_text(bar(frac, cell, style))
+        line.append(amount)
+    line.rstrip()
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
+def _tree_title(snap: Snapshot, width: int) -> Text:
+    title = Text("tasks ", style="bold")
+    for s in STATES:
+        glyph, style = GLYPHS[s]
+        title.append(glyph, style=style)
+        title.append(f"{snap.counts.get(s, 0)} ")
+    if snap.hot:
+        title.append(" next ", style="bold")
+        for t in snap.hot:
+            if title.cell_len + len(t.id) + 8 > width:
+                break  # the top of the open set, as much of it as fits
+            title.append(f"#{t.id}", style="cyan")
+            title.append_text(bar(heat_fraction(t.heat or 0, snap.initial), 2, "red"))
+            title.append(" ")
+    return _titled_rule(title, width)
+
+
+def _who(row: TaskRow) -> Text:
+    if row.state == "waiting" and row.children:
+        done = row.children - row.pending
+        return Text(f"{done}/{row.children} done", style="blue")
+    if row.state == "claimed":
+        return Text(_short(row.owner), style="yellow")
+    if row.owner:
+        return Text(_short(row.owner), style="bright_black")
+    if row.injected_by:
+        return Text(row.injected_by, style="magenta")
+    return Text("")
+
+
+def _title(row: TaskRow) -> Text:
+    text = Text("  " * row.level)
+    if row.kind == "synthesize":
+        text.append("Σ ", style="magenta")
+    text.append(row.title)
+    if row.hidden:
+        text.append(f" +{row.hidden}", style="bright_black")
+    return text
+
+
+def _tree(snap: Snapshot, width: int, rows: int) -> Table:
+    wide = width >= 70
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(width=1, no_wrap=True)  # state glyph
+    table.add_column(no_wrap=True, justify="right", max_width=6)  # id
+    table.add_column(ratio=3, no_wrap=True, overflow="ellipsis")  # title
+    table.add_column(width=5, no_wrap=True)  # pheromone
+    if wide:
+        table.add_column(width=12, no_wrap=True, overflow="ellipsis")  # owner / progress
+        table.add_column(width=2, no_wrap=True)  # attempts
+        table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")  # result
+    for row in snap.tree[:rows]:
+        glyph, style = GLYPHS.get(row.state, ("?", "white"))
+        heat = (
+            bar(heat_fraction(row.heat, snap.initial), 5, "red")
+            if row.heat is not None
+            else Text("")
+        )
+        cells: list[RenderableType] = [
+            Text(glyph, style=style),
+            Text(row.id, style="dim"),
+            _title(row),
+            heat,
+        ]
+        if wide:
+            attempts = Text(f"↻{row.attempts}", style="red") if row.attempts else Text("")
+            result = Text(row.result.splitlines()[0] if row.result else "", style="bright_black")
+            cells += [_who(row), attempts, result]
+        table.add_row(*cells)
+    return table
+
+
+def _workers_title(snap: Snapshot, width: int) -> Text:
+    stale = snap.workers_total - snap.workers_alive
+    title = Text("workers ", style="bold")
+    title.append(f"{snap.workers_alive} alive", style="green")
+    if stale > 0:
+        title.append(f" {stale} stale", style="red")
+    per_min = sum(snap.throughput[-(60 // BUCKET_S) :])
+    spark_w = max(min(width - title.cell_len - 24, len(snap.throughput)), 0)
+    if spark_w:
+        title.append("  done/min ", style="bold")
+        title.append(sparkline(snap.throughput[-spark_w:]), style="green")
+        title.append(f" {per_min}")
+    return _titled_rule(title, width)
+
+
+def _workers_table(snap: Snapshot, width: int, rows: int) -> RenderableType:
+    if not snap.workers:
+        return Text("no workers yet: start one with `swarm worker`", style="bright_black")
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(width=1)
+    table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")  # id
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # host
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # current task
+    table.add_column(no_wrap=True, justify="right")  # tokens/s
+    for w in snap.workers[:rows]:
+        mark = Text("●", style="green") if w.alive else Text("●", style="red")
+        seen = "" if w.alive else f" stale {_duration(w.seen_s)}"
+        table.add_row(
+            mark,
+            Text(w.id + seen, style="" if w.alive else "red"),
+            Text(w.host, style="bright_black"),
+            Text(
+                f"on #{w.current}" if w.current else "idle", style="yellow" if w.current else "dim"
+            ),
+            Text(f"{w.tokens_per_s:.1f} tok/s"),
+        )
+    return table
+
+
+def _events_lines(snap: Snapshot, width: int, rows: int) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, ev in enumerate(snap.events[-rows:] if rows else ()):
+        if i:
+            text.append("\n")
+        line = Text(time.strftime("%H:%M:%S ", time.localtime(ev.at / 1000)), style="bright_black")
+        line.append(f"{ev.type:<15} ", style=_event_style(ev.type))
+        if ev.task:
+            line.append(f"#{ev.task} ", style="cyan")
+        line.append(ev.who, style="yellow" if ev.who.startswith("person:") else "")
+        if ev.detail:
+            line.append(" " + ev.detail, style="bright_black")
+        line.truncate(width, overflow="ellipsis")
+        text.append_text(line)
+    return text
+
+
+def _event_style(etype: str) -> str:
+    if etype in ("failed", "reaped", "cancelled"):
+        return "red"
+    if etype in ("boosted", "injected", "paused", "resumed"):
+        return "magenta"
+    return "green" if etype in ("completed", "done") else ""
+
+
+def render(snap: Snapshot, width: int = 80, height: int | None = None) -> RenderableType:
+    """One frame of `snap`, `width` columns and at most `height` lines (default: as read)."""
+    p = plan(height or snap.height, len(snap.workers))
+    spare = max(p.tree - len(snap.tree), 0)  # a small tree leaves room for more events
+    return Group(
+        *_header(snap, width),
+        _tree_title(snap, width),
+        _tree(snap, width, p.tree),
+        _workers_title(snap, width),
+        _workers_table(snap, width, p.workers),
+        _titled_rule(Text("events", style="bold"), width),
+        _events_lines(snap, width, p.events + spare),
+    )
+
+
+def message(text: str, style: str = "yellow") -> RenderableType:
+    return Text(text, style=style)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def resolve_swarm(client: Any, swarm_id: str | None) -> str | None:
+    """The named swarm, else the newest one on this Redis (None when there is none)."""
+    if swarm_id is not None:
+        return swarm_id
+    ids = list_swarms(client, 1)
+    return ids[0] if ids else None
+
+
+def _frame(
+    client: Any, swarm_id: str | None, state: WatchState, console: Console
+) -> RenderableType:
+    sid = resolve_swarm(client, swarm_id)
+    if sid is None:
+        return message("no swarm on this Redis yet: run `swarm seed PURPOSE` (waiting...)")
+    try:
+        snap = snapshot(client, sid, state, height=console.height)
+    except NoSuchSwarm as exc:
+        return message(f"{exc} (waiting...)")
+    return render(snap, console.width, console.height)
+
+
+def live(client: Any, swarm_id: str | None, refresh: float, console: Console) -> None:
+    """Redraw until Ctrl-C; the alternate screen keeps the shell's scrollback untouched."""
+    state = WatchState()
+    period = 1.0 / refresh
+    with Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as view:
+        while True:
+            started = time.monotonic()
+            try:
+                view.update(_frame(client, swarm_id, state, console), refresh=True)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                view.update(message(f"Redis unavailable ({exc}); retrying", "red"), refresh=True)
+            time.sleep(max(period - (time.monotonic() - started), 0.05))
+
+
+@click.command()
+@click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
+@click.option("--swarm", "swarm_id", metavar="ID", help="Which swarm (default: the newest).")
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON and exit.")
+@click.option(
+    "--refresh",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(2, 4),
+    help="Frames per second.",
+)
+def watch(
+    redis_url: str | None, swarm_id: str | None, once: bool, as_json: bool, refresh: float
+) -> None:
+    """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
+    from swarm.cli import USER_ERRORS, _client
+
+    try:
+        client = _client(redis_url)
+        if once or as_json:
+            _print_once(client, swarm_id, as_json)
+            return
+        live(client, swarm_id, refresh, Console())
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass  # Live has restored the screen and the cursor on its way out
+
+
+def _print_once(client: Any, swarm_id: str | None, as_json: bool) -> None:
+    sid = resolve_swarm(client, swarm_id)
+    if sid is None:
+        raise click.ClickException("no swarm on this Redis yet: run `swarm seed PURPOSE`")
+    console = Console(highlight=False)
+    # One line short of the terminal, so the prompt after the frame does not scroll it away.
+    snap = snapshot(client, sid, height=max(console.height - 1, 12))
+    if as_json:
+        click.echo(to_json(snap))
+    else:
+        console.print(render(snap, console.width))
