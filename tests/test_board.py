@@ -194,6 +194,7 @@ def test_split_refused_past_task_budget(seed: Any) -> None:
         board.split(claim, "w1", [Subtask("x"), Subtask("y")])
     assert board.split(claim, "w1", [Subtask("x")]) == ["2"]
     assert board.status()["tasks"] == 3
+    assert board.meta()["depth_reached"] == "2"
 
 
 def test_split_refused_past_max_children(seed: Any) -> None:

@@ -44,6 +44,9 @@ end
 
 local path = (p[4] == false or p[4] == '') and parent or (p[4] .. ',' .. parent)
 local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
+if tonumber(p[3]) + 1 > meta_num('depth_reached', 0) then
+  redis.call('HSET', META, 'depth_reached', tonumber(p[3]) + 1)
+end
 redis.call('HSET', TASK .. child, 'parent', parent, 'depth', tonumber(p[3]) + 1, 'kind', 'work',
   'path', path, 'title', title, 'detail', detail, 'tags', tags, 'state', 'open',
   'attempts', 0, 'priority', 0, 'created', now, 'updated', now, 'injected_by', who)

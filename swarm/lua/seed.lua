@@ -37,6 +37,7 @@ for _ = 1, n do
   i = i + 3
 end
 redis.call('HINCRBY', META, 'tasks', n)
+redis.call('HSET', META, 'depth_reached', n > 0 and 1 or 0)
 if n > 0 then
   redis.call('HSET', TASK .. '0', 'pending', n)
 else

@@ -42,6 +42,7 @@ for i = 0, n - 1 do
   ids[#ids + 1] = child
 end
 redis.call('HINCRBY', META, 'tasks', n)
+if depth + 1 > meta_num('depth_reached', 0) then redis.call('HSET', META, 'depth_reached', depth + 1) end
 redis.call('ZREM', LEASES, tid)
 move(tid, 'claimed', 'waiting', now)
 redis.call('HSET', TASK .. tid, 'pending', n, 'reason', ARGV[6])
