@@ -10,6 +10,14 @@ from dataclasses import dataclass
 
 INDEX = "swarm:index"  # zset: swarm id -> created (ms); not tagged, single-key commands only
 
+# The RQ queue of code jobs (RQ prefixes it with `rq:queue:`; it may live on another Redis).
+EXEC_QUEUE = "swarm-exec"
+
+
+def exec_queue(swarm_id: str | None = None, base: str = EXEC_QUEUE) -> str:
+    """The shared exec queue, or a swarm's own (`swarm-exec:<id>`)."""
+    return f"{base}:{swarm_id}" if swarm_id else base
+
 
 @dataclass(frozen=True)
 class SwarmKeys:
@@ -64,7 +72,3 @@ class SwarmKeys:
 
     def worker(self, wid: str) -> str:
         return self.prefix + "worker:" + wid
-
-    def exec_queue(self) -> str:
-        """RQ queue name (RQ adds its own `rq:queue:` prefix; it may live on another Redis)."""
-        return f"swarm-exec:{self.swarm_id}"

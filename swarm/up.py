@@ -175,7 +175,7 @@ def run_up(opts: UpOptions) -> str:
         if opts.code and purpose.sandbox != "none" and _executor_available():
             path = logs_dir / f"{board.id}-executor.log"
             fh = stack.enter_context(open(path, "w"))
-            procs.append(_spawn(["executor", "--queue", board.keys.exec_queue()], env, fh))
+            procs.append(_spawn(["executor"], env, fh))
         workers = []
         for n in range(opts.workers):
             path = logs_dir / f"{board.id}-worker-{n}.log"

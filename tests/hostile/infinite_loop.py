@@ -1,0 +1,3 @@
+# expect: CPU time limit exceeded|timeout after
+while True:
+    pass

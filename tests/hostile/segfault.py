@@ -1,0 +1,4 @@
+# expect: killed by signal SIGSEGV
+import ctypes
+
+ctypes.string_at(0)

@@ -1,0 +1,295 @@
+"""Code execution through RQ on a real Redis, against a real `swarm executor` process with the
+local jail, and the hostile-code suite: every program in tests/hostile/ is run through it, must
+be stopped with a reason, must not leak a secret or touch the host, and the executor must go
+on serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+from rq import Queue, Worker
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from swarm.config import redis_settings
+from swarm.sandbox.client import (
+    EXECUTE,
+    ExecClient,
+    check_plain_redis,
+    exec_queue_name,
+    runner_factory,
+)
+from swarm.sandbox.commands import exec_settings
+from swarm.sandbox.commands import executor as executor_command
+from swarm.sandbox.commands import sandbox as sandbox_group
+from swarm.sandbox.limits import ExecLimits
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+HOSTILE = sorted(Path(__file__).with_name("hostile").glob("*.py"))
+LIMITS = ExecLimits(
+    timeout_s=3, cpu_s=2, memory_mb=256, processes=16, file_mb=8, workdir_mb=16, output_bytes=4000
+)
+SECRETS = {
+    "SWARM_TEST_SECRET": f"s3cret-{uuid.uuid4().hex}",
+    "E2B_API_KEY": f"e2b_{uuid.uuid4().hex}",
+}
+JAIL_UID_FLOOR = 1_500_000_000
+
+
+def _limits_env(limits: ExecLimits) -> dict[str, str]:
+    names = (
+        "timeout_s",
+        "cpu_s",
+        "memory_mb",
+        "processes",
+        "file_mb",
+        "workdir_mb",
+        "output_bytes",
+    )
+    return {f"SWARM_EXEC_{n.upper()}": str(getattr(limits, n)) for n in names}
+
+
+def _executor(url: str, queue: str, *extra: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **_limits_env(LIMITS), **SECRETS}
+    env.pop("SWARM_EXEC_REDIS_URL", None)
+    cmd = [sys.executable, "-m", "swarm", "executor", "--redis", url, "--queue", queue]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*cmd, "--sandbox", "local", *extra], env=env, stdout=out, stderr=out
+        )
+
+
+def _wait_for_worker(
+    conn: redis.Redis, queue: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + 20
+    while not Worker.all(queue=Queue(queue, connection=conn)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"executor did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def conn(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def executor(
+    redis_url: str, conn: redis.Redis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    queue = f"test-exec-{uuid.uuid4().hex[:8]}"
+    log = tmp_path_factory.mktemp("executor") / "executor.log"
+    proc = _executor(redis_url, queue, log=log)
+    _wait_for_worker(conn, queue, proc, log)
+    yield queue, proc
+    proc.send_signal(signal.SIGTERM)  # warm shutdown: finishes the job in hand, then exits
+    assert proc.wait(timeout=20) == 0, log.read_text()
+    Queue(queue, connection=conn).delete(delete_jobs=True)
+
+
+@pytest.fixture
+def client(conn: redis.Redis, executor: tuple[str, subprocess.Popen[bytes]]) -> ExecClient:
+    return ExecClient(conn, executor[0], LIMITS, keepalive_every_s=0.2)
+
+
+def _assert_serving(client: ExecClient, proc: subprocess.Popen[bytes]) -> None:
+    assert proc.poll() is None, "the executor died"
+    out = client.run("print(1)", 3)
+    assert (out.stdout, out.error) == ("1\n", "")
+
+
+# ------------------------------------------------------------------ the exec path
+
+
+def test_round_trip_returns_what_ran(client: ExecClient) -> None:
+    out = client.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(2)", 3)
+    assert (out.stdout, out.stderr, out.error) == ("out\n", "err\n", "exit status 2")
+    assert out.duration_s > 0
+
+
+def test_nothing_is_left_in_redis_after_a_run(client: ExecClient, conn: redis.Redis) -> None:
+    before = set(conn.scan_iter("rq:job:*")) | set(conn.scan_iter("rq:results:*"))
+    client.run("print(1)", 3)
+    after = set(conn.scan_iter("rq:job:*")) | set(conn.scan_iter("rq:results:*"))
+    assert after <= before
+
+
+def test_keepalive_is_called_while_waiting(client: ExecClient) -> None:
+    calls: list[float] = []
+    out = client.run(
+        "import time; time.sleep(1); print('done')", 3, keepalive=lambda: calls.append(1)
+    )
+    assert out.stdout == "done\n"
+    assert len(calls) >= 3
+
+
+def test_jobs_are_json_not_pickle(conn: redis.Redis) -> None:
+    queue = Queue(
+        f"test-unserved-{uuid.uuid4().hex[:8]}", connection=conn, serializer=JSONSerializer
+    )
+    job = queue.enqueue_call(EXECUTE, args=("print(1)", 1.0))
+    raw = conn.hget(f"rq:job:{job.id}", "data")
+    assert raw is not None
+    assert json.loads(zlib.decompress(raw)) == [EXECUTE, None, ["print(1)", 1.0], {}]
+    queue.delete(delete_jobs=True)
+
+
+def test_no_executor_gives_a_clear_error_without_real_waiting(conn: redis.Redis) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 5.0  # every look at the clock is five seconds later
+        return now[0]
+
+    queue = f"test-unserved-{uuid.uuid4().hex[:8]}"
+    pings: list[int] = []
+    lonely = ExecClient(conn, queue, LIMITS, queue_wait_s=5, keepalive_every_s=0.01, clock=clock)
+    started = time.monotonic()
+    out = lonely.run("print(1)", 3, keepalive=lambda: pings.append(1))
+    assert time.monotonic() - started < 2
+    assert out.error.startswith("no executor answered within 8s; start one with `swarm executor`")
+    assert pings
+    assert Queue(queue, connection=conn).count == 0  # the abandoned job is withdrawn
+
+
+def test_executor_runs_only_the_execute_function(
+    client: ExecClient, conn: redis.Redis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    queue = Queue(client.queue.name, connection=conn, serializer=JSONSerializer)
+    job = queue.enqueue_call("os.system", args=(f"touch {marker}",))
+    result = Result.fetch_latest(job, serializer=JSONSerializer, timeout=10)
+    assert result is not None and result.type == Result.Type.FAILED
+    assert "only runs swarm.sandbox.executor.execute" in (result.exc_string or "")
+    assert not marker.exists()
+    job.delete()
+
+
+def test_malformed_job_arguments_are_an_error_not_a_crash(
+    client: ExecClient, conn: redis.Redis
+) -> None:
+    queue = Queue(client.queue.name, connection=conn, serializer=JSONSerializer)
+    job = queue.enqueue_call(EXECUTE, args=(["not", "code"], "soon"))
+    result = Result.fetch_latest(job, serializer=JSONSerializer, timeout=10)
+    assert result is not None and result.type == Result.Type.SUCCESSFUL
+    assert result.return_value["error"].startswith("malformed exec job")
+    job.delete()
+
+
+def test_queue_names_and_plain_redis_check(conn: redis.Redis) -> None:
+    assert exec_queue_name(env={}) == "swarm-exec"
+    assert exec_queue_name("abc", env={}) == "swarm-exec:abc"
+    assert exec_queue_name(env={"SWARM_EXEC_QUEUE": "q"}) == "q"
+    check_plain_redis(conn)  # the test server is not a cluster: no error
+
+
+def test_runner_factory_connects_lazily_and_reports_a_dead_redis(
+    redis_url: str, executor: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = redis_settings("redis://127.0.0.1:1/0", env={})
+    runner = runner_factory(dead)("swarm-1")  # no connection attempt yet
+    assert runner.run("print(1)", 3).error.startswith("exec queue unavailable: cannot connect")
+    monkeypatch.setenv("SWARM_EXEC_QUEUE", executor[0])
+    live = runner_factory(redis_settings(redis_url, env={}), limits=LIMITS)
+    assert live("swarm-1") is live("swarm-2")  # one shared queue unless per_swarm
+    assert live("swarm-1").run("print(6 * 7)", 3).stdout == "42\n"
+
+
+def test_exec_redis_url_resolution() -> None:
+    env = {"SWARM_REDIS_URL": "redis://board:6379/0", "SWARM_EXEC_REDIS_URL": "redis://q:6379/1"}
+    assert exec_settings(None, env).url == "redis://q:6379/1"
+    assert exec_settings("redis://flag:6379/2", env).url == "redis://flag:6379/2"
+    assert exec_settings(None, {"REDIS_URL": "redis://r:6379/0"}).url == "redis://r:6379/0"
+    assert exec_settings(None, {}).url == "redis://127.0.0.1:6379/0"
+
+
+def test_executor_refuses_to_start_without_a_working_sandbox(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    args = ["--redis", redis_url, "--queue", "test-never-served", "--sandbox", "e2b", "--burst"]
+    result = CliRunner().invoke(executor_command, args)
+    assert result.exit_code == 1
+    assert "needs E2B_API_KEY" in result.output
+
+
+def test_burst_pool_serves_a_backlog_and_exits(
+    redis_url: str, conn: redis.Redis, tmp_path: Path
+) -> None:
+    name = f"test-pool-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, connection=conn, serializer=JSONSerializer)
+    jobs = [queue.enqueue_call(EXECUTE, args=(f"print({i})", 3.0)) for i in range(4)]
+    proc = _executor(redis_url, name, "--burst", "--processes", "2", log=tmp_path / "pool.log")
+    assert proc.wait(timeout=60) == 0, (tmp_path / "pool.log").read_text()
+    outputs = [Result.fetch_latest(job, serializer=JSONSerializer) for job in jobs]
+    assert [r.return_value["stdout"] for r in outputs if r] == [f"{i}\n" for i in range(4)]
+    queue.delete(delete_jobs=True)
+
+
+def test_sandbox_run_command_prints_what_the_mind_sees(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = tmp_path / "good.py"
+    good.write_text("print('hello')")
+    result = runner.invoke(sandbox_group, ["run", str(good), "--sandbox", "local"])
+    assert result.exit_code == 0, result.output
+    assert "--- stdout ---\nhello\n--- ok (" in result.output
+    result = runner.invoke(sandbox_group, ["run", "-", "--sandbox", "local", "--timeout", "0.5"],
+                           input="import time; time.sleep(5)")  # fmt: skip
+    assert result.exit_code == 1
+    assert "error: timeout after 0.5s" in result.output
+
+
+# ------------------------------------------------------------------ hostile code
+
+
+def _expectations(program: Path) -> tuple[str, list[Path]]:
+    text = program.read_text()
+    found = re.search(r"^# expect: (.*)$", text, re.M)
+    assert found, f"{program.name} needs an '# expect: <regex>' line"
+    return found.group(1), [Path(p) for p in re.findall(r"^# host-absent: (.*)$", text, re.M)]
+
+
+@pytest.mark.parametrize("program", HOSTILE, ids=[p.stem for p in HOSTILE])
+def test_hostile_code_is_contained(
+    program: Path, client: ExecClient, executor: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    expected, host_absent = _expectations(program)
+    for path in host_absent:
+        assert not path.exists(), f"{path} exists before the run; remove it"
+    out = client.run(program.read_text(), LIMITS.timeout_s)
+    shown = out.stdout + out.stderr + out.error
+    assert re.search(expected, out.error), f"error {out.error!r} does not match {expected!r}"
+    assert "ESCAPED" not in shown, shown
+    for secret in SECRETS.values():
+        assert secret not in shown
+    for path in host_absent:
+        assert not path.exists(), f"the jail wrote {path} on the host"
+    assert len(out.stdout.encode()) <= LIMITS.output_bytes + 100
+    _assert_serving(client, executor[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="jail uids are only distinct when run by root")
+def test_no_jailed_process_outlives_its_run(client: ExecClient) -> None:
+    client.run((HOSTILE[0].parent / "daemon.py").read_text(), 3)
+    time.sleep(0.2)
+    ps = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
+    survivors = [line for line in ps.splitlines() if int(line.split()[0]) >= JAIL_UID_FLOOR]
+    assert survivors == []
