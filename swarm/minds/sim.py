@@ -94,7 +94,9 @@ class SimMind:
             return Code(f"print(len({task.title!r}))", why="sim: measure the title")
         if request.executions:
             out = request.executions[-1].output
-            return Answer(f"leaf {task.title} [ran: {out.stdout.strip() or out.error}]", Confidence.HIGH)
+            return Answer(
+                f"leaf {task.title} [ran: {out.stdout.strip() or out.error}]", Confidence.HIGH
+            )
         return Answer(f"leaf {task.title}", Confidence.HIGH)
 
     def close(self) -> None:
