@@ -23,7 +23,9 @@ from swarm.config import (
     connect,
     redis_settings,
 )
+from swarm.models import ModelError
 from swarm.purpose import PurposeError, load_purpose
+from swarm.sandbox.base import SandboxUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +38,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     EmbeddedStartFailed,
     PurposeError,
     BoardError,
+    ModelError,
+    SandboxUnavailable,
     ValueError,
 )
 
@@ -47,10 +51,6 @@ def _user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
-        except Exception as exc:
-            if type(exc).__name__ in ("ModelNotFound", "ModelError", "SandboxUnavailable"):
-                raise click.ClickException(str(exc)) from None
-            raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -158,9 +158,23 @@ def _log_tails(logs: list[Path], lines: int = 5) -> str:
     return "\n".join(parts)
 
 
+def _check_mind(opts: UpOptions) -> None:
+    """Fail before seeding when the workers could not think (a missing model, a bad spec)."""
+    kind, _, rest = (opts.mind or "onnx").partition(":")
+    if kind == "onnx":
+        from swarm.models import check_model_dir, find_model
+
+        check_model_dir(find_model(rest or opts.model))
+    elif kind == "sim":
+        from swarm.minds.sim import parse_sim_spec
+
+        parse_sim_spec(rest)
+
+
 def run_up(opts: UpOptions) -> str:
     """Run a purpose to its answer; returns the answer."""
     purpose = load_purpose(opts.purpose)  # a bad file fails here, before anything starts
+    _check_mind(opts)
     home = data_dir()
     logs_dir = home / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -218,9 +232,10 @@ def up(
     from swarm.cli import USER_ERRORS
 
     opts = UpOptions(purpose, workers, mind, model, redis_url, slots, not no_code, not quiet)
+    errors: tuple[type[Exception], ...] = (UpError, *USER_ERRORS)
     try:
         answer = run_up(opts)
-    except (UpError, *USER_ERRORS) as exc:
+    except errors as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(answer)
 

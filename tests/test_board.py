@@ -43,7 +43,12 @@ def test_seed_with_tasks_makes_them_the_roots_children(seed: Any) -> None:
     assert [t.title for t in board.children("0")] == ["a", "b", "c"]
     assert board.task("0").state is State.WAITING  # type: ignore[union-attr]
     assert board.status()["by_state"] == {
-        "open": 3, "claimed": 0, "waiting": 1, "done": 0, "dead": 0, "cancelled": 0,
+        "open": 3,
+        "claimed": 0,
+        "waiting": 1,
+        "done": 0,
+        "dead": 0,
+        "cancelled": 0,
     }
 
 
@@ -364,7 +369,7 @@ def test_context_reads_ancestry_siblings_children(seed: Any) -> None:
     board.complete(done, "w1", "first")
     other = claim_ok(board)
     ctx = board.context(other.task)
-    assert [t.id for t in ctx.ancestry][0] == "0"
+    assert ctx.ancestry[0].id == "0"
     if other.task.id in kids:
         assert [t.id for t in ctx.ancestry] == ["0", a.task.id]
     assert all(s.state is State.DONE for s in ctx.siblings)

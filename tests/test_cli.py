@@ -40,7 +40,9 @@ def index_size(client: redis.Redis) -> int:
     return int(client.zcard("swarm:index"))
 
 
-@pytest.mark.parametrize("bad", sorted((ROOT / "examples" / "bad").glob("*.md")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "bad", sorted((ROOT / "examples" / "bad").glob("*.md")), ids=lambda p: p.stem
+)
 def test_bad_purpose_is_one_clear_line_and_changes_nothing(bad: Path, redis_url: str) -> None:
     # A database of its own, so other tests' swarms cannot move the counts.
     url = redis_url.rsplit("/", 1)[0] + "/9"
@@ -109,7 +111,16 @@ def test_seed_status_result_json(redis_url: str) -> None:
     assert sid in listed.output
     work = runner.invoke(
         cli,
-        ["worker", "--redis", redis_url, "--swarm", sid, "--mind", "sim:branch=2,depth=2", "--burst"],
+        [
+            "worker",
+            "--redis",
+            redis_url,
+            "--swarm",
+            sid,
+            "--mind",
+            "sim:branch=2,depth=2",
+            "--burst",
+        ],
     )
     assert work.exit_code == 0, work.output
     res = runner.invoke(cli, ["result", "--json", "--redis", redis_url, "--swarm", sid])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -44,8 +43,16 @@ def swarm_cmd(*args: str) -> list[str]:
 def start_worker(redis_url: str, swarm_id: str, mind: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         swarm_cmd(
-            "worker", "--redis", redis_url, "--swarm", swarm_id, "--mind", mind,
-            "--burst", "--lease", "2",
+            "worker",
+            "--redis",
+            redis_url,
+            "--swarm",
+            swarm_id,
+            "--mind",
+            mind,
+            "--burst",
+            "--lease",
+            "2",
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -57,7 +64,9 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
     purpose.write_text(PURPOSE)
     seeded = subprocess.run(
         swarm_cmd("seed", str(purpose), "--redis", redis_url),
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     swarm_id = seeded.stdout.strip()
     mind = "sim:branch=3,depth=3,think=0.03"
@@ -73,7 +82,9 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
     status = json.loads(
         subprocess.run(
             swarm_cmd("status", "--json", "--redis", redis_url, "--swarm", swarm_id),
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     )
     assert status["state"] == "done"
@@ -84,13 +95,17 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
 
     answer = subprocess.run(
         swarm_cmd("result", "--redis", redis_url, "--swarm", swarm_id),
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Counter(answer.split(" | ")) == Counter(leaves(["a", "b"], 3, 2))
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     board = Board(client, swarm_id)
-    completed = Counter(f["task"] for _, f in board.events(count=10_000) if f["type"] == "completed")
+    completed = Counter(
+        f["task"] for _, f in board.events(count=10_000) if f["type"] == "completed"
+    )
     assert len(completed) == expected_tasks and set(completed.values()) == {1}
     assert board.state() is SwarmState.DONE
 
@@ -100,7 +115,9 @@ def test_sigterm_exits_zero_and_releases(tmp_path: Path, redis_url: str) -> None
     purpose.write_text(PURPOSE)
     swarm_id = subprocess.run(
         swarm_cmd("seed", str(purpose), "--redis", redis_url),
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     worker = start_worker(redis_url, swarm_id, "sim:branch=2,depth=1,think=30")
     board = Board(redis.Redis.from_url(redis_url, decode_responses=True), swarm_id)

@@ -62,7 +62,9 @@ def test_mind_errors_fail_the_attempt_and_the_swarm_still_ends(real_redis: redis
             raise MindError("a is too hard")
         return Answer(f"ok {req.task.title}", Confidence.HIGH)
 
-    run_workers([Worker(real_redis, ScriptedMind(script), WorkerConfig(swarm_id=board.id, burst=True))])
+    run_workers(
+        [Worker(real_redis, ScriptedMind(script), WorkerConfig(swarm_id=board.id, burst=True))]
+    )
     a = next(t for t in board.children("0") if t.title == "a")
     assert a.state is State.DEAD and a.attempts == 2 and "too hard" in a.reason
     assert board.state() is SwarmState.DONE
@@ -100,7 +102,9 @@ def test_synthesis_sees_children_in_order(real_redis: redis.Redis) -> None:
             assert req.allowed == frozenset({ActionKind.ANSWER})
         return Answer(req.task.title, Confidence.MEDIUM)
 
-    run_workers([Worker(real_redis, ScriptedMind(script), WorkerConfig(swarm_id=board.id, burst=True))])
+    run_workers(
+        [Worker(real_redis, ScriptedMind(script), WorkerConfig(swarm_id=board.id, burst=True))]
+    )
     assert seen == [["a", "b", "c"]]
 
 
