@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import IO
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
-from rich.text import Text
 
 from swarm.board import Board
 from swarm.config import RedisSettings, connect, data_dir, redis_settings, start_embedded
 from swarm.purpose import load_purpose
 from swarm.task import SwarmState
+from swarm.watch import WatchState, render, snapshot
 
 console = Console(stderr=True)
 
@@ -118,35 +118,34 @@ def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> 
             p.wait()
 
 
-def _progress(board: Board) -> Text:
-    st = board.status()
-    by = st["by_state"]
-    text = Text()
-    text.append(f"{st['id']} ", style="bold")
-    text.append(f"{st['state']}  ", style="cyan")
-    text.append(
-        f"tasks {st['tasks']}/{st['budgets']['max_tasks']}  done {by['done']}  open {by['open']}"
-        f"  claimed {by['claimed']}  waiting {by['waiting']}  dead {by['dead']}"
-        f"  tokens {st['tokens']}  workers {st['workers_alive']}"
-    )
-    return text
+class _View:
+    """The live view of `swarm watch`, drawn under `swarm up` while the swarm works."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.state = WatchState()
+
+    def frame(self) -> RenderableType:
+        height = max(12, min(console.height - 1, 30))
+        snap = snapshot(self.board.client, self.board.id, self.state, height=height)
+        return render(snap, console.width, height)
 
 
 def _wait(board: Board, workers: list[subprocess.Popen[bytes]], show: bool) -> None:
-    with (
-        Live(_progress(board), console=console, refresh_per_second=4, transient=False)
-        if show
-        else ExitStack() as live
-    ):
+    view = _View(board)
+    with ExitStack() as stack:
+        live = None
+        if show:
+            live = stack.enter_context(Live(view.frame(), console=console, auto_refresh=False))
         while True:
             state = board.state()
-            if isinstance(live, Live):
-                live.update(_progress(board))
+            if live is not None:
+                live.update(view.frame(), refresh=True)
             if state.terminal:
                 return
             if all(w.poll() is not None for w in workers):
                 raise UpError(f"every worker exited while the swarm was {state.value}")
-            time.sleep(0.25)
+            time.sleep(0.3)
 
 
 def _log_tails(logs: list[Path], lines: int = 5) -> str:
@@ -238,5 +237,3 @@ def up(
     except errors as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(answer)
-
-

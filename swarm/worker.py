@@ -168,7 +168,9 @@ class Worker:
             log.info("released task %s", h.claim.task.id)
         for board in self._boards.values():
             self._retry(lambda b=board: b.forget_worker(self.id))  # type: ignore[misc]
-        self.mind.close()
+        # A slot still inside think() may be using the model; the process exit frees it then.
+        if not any(t.is_alive() for t in slots):
+            self.mind.close()
 
     # -- redis away ---------------------------------------------------------------------
 
