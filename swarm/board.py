@@ -22,7 +22,7 @@ from swarm.keys import SwarmKeys
 from swarm.pheromone import decay_rate, level
 from swarm.protocol import Confidence, Limits, Subtask
 from swarm.scripts import scripts_for
-from swarm.task import State, SwarmState, Task
+from swarm.task import Kind, State, SwarmState, Task
 
 if TYPE_CHECKING:
     from swarm.purpose import Purpose
@@ -57,6 +57,13 @@ class ClaimStatus(str, Enum):
 
 
 @dataclass(frozen=True)
+class TaskContext:
+    ancestry: tuple[Task, ...]  # root first, parent last
+    siblings: tuple[Task, ...]  # finished siblings, in order
+    children: tuple[Task, ...]  # all children, in order
+
+
+@dataclass(frozen=True)
 class Claim:
     """A leased task and what the worker needs to decide what it may do with it."""
 
@@ -67,6 +74,7 @@ class Claim:
     max_tasks: int
     max_depth: int
     max_children: int
+    context: TaskContext = TaskContext((), (), ())
 
     @property
     def can_split(self) -> bool:
@@ -86,11 +94,28 @@ class ClaimOutcome:
     swarm_state: str = ""
 
 
-@dataclass(frozen=True)
-class TaskContext:
-    ancestry: tuple[Task, ...]  # root first, parent last
-    siblings: tuple[Task, ...]  # finished siblings, in order
-    children: tuple[Task, ...]  # all children, in order
+def _context(task: Task, reply: Sequence[Any]) -> TaskContext:
+    """Tasks from read_context's lean reply (only the fields a prompt uses are read)."""
+    ancestry_reply, siblings_reply, children_reply = reply
+    ancestry = tuple(
+        Task(id=str(i), parent="", depth=n, kind=Kind.WORK, title=title, detail=detail)
+        for n, (i, title, detail) in enumerate(ancestry_reply)
+    )
+    siblings = tuple(
+        Task(
+            id=str(i), parent=task.parent, depth=task.depth, kind=Kind.WORK, title=title,
+            state=State.DONE, result=result, confidence=confidence,
+        )
+        for i, title, result, confidence in siblings_reply
+    )  # fmt: skip
+    children = tuple(
+        Task(
+            id=str(i), parent=task.id, depth=task.depth + 1, kind=Kind.WORK, title=title or "",
+            state=State(state or "open"), result=result, confidence=confidence, reason=reason,
+        )
+        for i, state, title, result, confidence, reason in children_reply
+    )  # fmt: skip
+    return TaskContext(ancestry, siblings, children)
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
@@ -238,14 +263,16 @@ class Board:
         if status is ClaimStatus.PAUSED:
             return ClaimOutcome(status, swarm_state=SwarmState.PAUSED.value)
         tid, fence, flat, meta = str(reply[1]), int(reply[2]), reply[3], reply[4]
+        task = Task.from_hash(tid, _pairs(flat))
         claim = Claim(
-            task=Task.from_hash(tid, _pairs(flat)),
+            task=task,
             fence=fence,
             swarm_state=SwarmState(meta[0]),
             tasks=int(meta[1]),
             max_tasks=int(meta[2]),
             max_depth=int(meta[3]),
             max_children=int(meta[4]),
+            context=_context(task, reply[5]),
         )
         return ClaimOutcome(status, claim=claim, swarm_state=meta[0])
 
@@ -384,24 +411,8 @@ class Board:
         return self.tasks(self.child_ids(tid))
 
     def context(self, task: Task) -> TaskContext:
-        """Ancestry, finished siblings and (for synthesis) children, in two round trips."""
-        pipe = self.client.pipeline(transaction=False)
-        for tid in task.path:
-            pipe.hgetall(self.keys.task(tid))
-        pipe.lrange(self.keys.children(task.parent), 0, -1)
-        pipe.lrange(self.keys.children(task.id), 0, -1)
-        replies = pipe.execute()
-        n = len(task.path)
-        ancestry = tuple(Task.from_hash(t, h) for t, h in zip(task.path, replies[:n], strict=True))
-        sibling_ids = [t for t in replies[n] if t != task.id] if task.parent else []
-        child_ids = list(replies[n + 1])
-        fetched = self.tasks(sibling_ids + child_ids)
-        by_id = {t.id: t for t in fetched}
-        siblings = tuple(
-            by_id[t] for t in sibling_ids if t in by_id and by_id[t].state is State.DONE
-        )
-        children = tuple(by_id[t] for t in child_ids if t in by_id)
-        return TaskContext(ancestry, siblings, children)
+        """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
+        return _context(task, self._run("context", task.id))
 
     def workers_alive(self, *, stale_s: float = 45.0, now: float | None = None) -> int:
         since = self.now_ms(now) - int(stale_s * 1000)

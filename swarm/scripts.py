@@ -22,6 +22,7 @@ NAMES = (
     "pause",
     "resume",
     "inject",
+    "context",
 )
 
 _registered: weakref.WeakKeyDictionary[Any, dict[str, Script]] = weakref.WeakKeyDictionary()

@@ -327,7 +327,7 @@ class Worker:
     def _think_and_post(self, board: Board, held: _Held) -> int:
         claim = held.claim
         info = self._info(board)
-        ctx = board.context(claim.task)
+        ctx = claim.context
         allowed = self._allowed(board, claim, 0)
         executions: list[Execution] = []
         tokens = 0
@@ -402,7 +402,11 @@ class Worker:
         with self._lock:
             held = list(self._held.values())
         for h in held:
-            if not h.lost and not h.board.renew(h.claim, self.id, lease_s=self._lease_s(h.board)):
+            if h.lost or h.board.renew(h.claim, self.id, lease_s=self._lease_s(h.board)):
+                continue
+            with self._lock:
+                still_held = self._held.get(h.claim.task.id) is h
+            if still_held:  # not merely posted by its slot since the snapshot above
                 h.lost = True
                 log.warning("task %s: lease lost", h.claim.task.id)
         record = self.record(held)

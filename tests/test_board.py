@@ -383,3 +383,34 @@ def test_lua_logaddexp_matches_python(seed: Any) -> None:
         after = board.client.zscore(board.keys.open, "1")
         # No time has passed since the epoch, so the decay offset is zero.
         assert after == pytest.approx(pheromone.logaddexp(before, math.log(amount)), rel=1e-9)
+
+
+def test_a_fence_is_only_good_for_the_worker_it_was_given_to(seed: Any) -> None:
+    # A crash that loses the last AOF writes can hand a fence number out twice; the owner
+    # check keeps an old holder with the same number from posting over the new owner.
+    board = seed()
+    claim = claim_ok(board, "w1")
+    with pytest.raises(LeaseLost):
+        board.complete(claim, "impostor", "not mine")
+    assert not board.renew(claim, "impostor", lease_s=10)
+    board.complete(claim, "w1", "mine")
+    assert board.answer() == "mine"
+
+
+def test_claim_carries_the_context_a_mind_needs(seed: Any) -> None:
+    board = seed(tasks=("a", "b"))
+    first = claim_ok(board)
+    board.complete(first, "w1", "first result", Confidence.LOW)
+    second = claim_ok(board)
+    ctx = second.context
+    assert [t.id for t in ctx.ancestry] == ["0"] and ctx.ancestry[0].title == "Test purpose"
+    assert [(t.title, t.result, t.confidence) for t in ctx.siblings] == [
+        (first.task.title, "first result", "low")
+    ]
+    board.complete(second, "w1", "second result")
+    root = claim_ok(board)
+    assert [(c.title, c.state, c.result) for c in root.context.children] == [
+        ("a", State.DONE, "first result" if first.task.title == "a" else "second result"),
+        ("b", State.DONE, "second result" if first.task.title == "a" else "first result"),
+    ]
+    assert board.context(root.task) == root.context

@@ -126,10 +126,37 @@ local function cancel_one(tid, now)
   return true
 end
 
--- Fencing: every write after a claim names the fence it was given.
-local function holds(tid, fence)
-  local t = redis.call('HMGET', TASK .. tid, 'state', 'fence')
-  return t[1] == 'claimed' and t[2] == fence
+-- Fencing: every write after a claim names the fence it was given and who was given it.
+-- The owner check also covers a fence counter set back by a crash that lost the last
+-- writes of an `appendfsync everysec` AOF: a re-issued number never matches two owners.
+local function holds(tid, fence, worker)
+  local t = redis.call('HMGET', TASK .. tid, 'state', 'fence', 'owner')
+  return t[1] == 'claimed' and t[2] == fence and t[3] == worker
+end
+
+-- What a mind is shown with a task: its ancestors' titles and details, its finished
+-- siblings' results and, for a synthesis step, every child's outcome. O(depth + children).
+local function read_context(tid)
+  local t = redis.call('HMGET', TASK .. tid, 'parent', 'path')
+  local parent, path = t[1] or '', t[2] or ''
+  local ancestry, siblings, children = {}, {}, {}
+  for id in string.gmatch(path, '[^,]+') do
+    local a = redis.call('HMGET', TASK .. id, 'title', 'detail')
+    ancestry[#ancestry + 1] = {id, a[1] or '', a[2] or ''}
+  end
+  if parent ~= '' then
+    for _, s in ipairs(redis.call('LRANGE', CHILDREN .. parent, 0, -1)) do
+      if s ~= tid then
+        local h = redis.call('HMGET', TASK .. s, 'state', 'title', 'result', 'confidence')
+        if h[1] == 'done' then siblings[#siblings + 1] = {s, h[2], h[3] or '', h[4] or ''} end
+      end
+    end
+  end
+  for _, c in ipairs(redis.call('LRANGE', CHILDREN .. tid, 0, -1)) do
+    local h = redis.call('HMGET', TASK .. c, 'state', 'title', 'result', 'confidence', 'reason')
+    children[#children + 1] = {c, h[1], h[2], h[3] or '', h[4] or '', h[5] or ''}
+  end
+  return {ancestry, siblings, children}
 end
 
 -- A failed or expired attempt: retry with lowered pheromone, or give up on the task.

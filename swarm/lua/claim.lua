@@ -8,7 +8,9 @@
 -- ARGV[6] = r_index    uniform [0,1): the index drawn when exploring
 -- ARGV[7] = skills     comma-separated tags the worker is good at ('' for none)
 -- ARGV[8] = reap limit (expired leases handled per call, so a claim stays O(log n + K))
--- Returns {'ok', tid, fence, {task hash flat}, {swarm state, tasks, max_tasks, max_depth, max_children}}
+-- Returns {'ok', tid, fence, {task hash flat}, {swarm state, tasks, max_tasks, max_depth,
+--          max_children}, {ancestry, siblings, children}} (the context, so thinking needs no
+--          further round trip)
 --      or {'paused'} | {'closed', state} | {'empty', n_claimed}
 local worker, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_explore, r_pick, r_index = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -124,4 +126,5 @@ redis.call('HSET', TASK .. tid, 'owner', worker, 'fence', fence, 'score', score)
 redis.call('ZADD', LEASES, now + lease, tid)
 emit(now, 'claimed', tid, worker, 'fence', fence)
 return {'ok', tid, tostring(fence), redis.call('HGETALL', TASK .. tid),
-  redis.call('HMGET', META, 'state', 'tasks', 'max_tasks', 'max_depth', 'max_children')}
+  redis.call('HMGET', META, 'state', 'tasks', 'max_tasks', 'max_depth', 'max_children'),
+  read_context(tid)}

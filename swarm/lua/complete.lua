@@ -7,7 +7,7 @@
 -- Returns {'ok', swarm state} or {'lost'}
 local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local weight, tokens = tonumber(ARGV[7]), tonumber(ARGV[8])
-if not holds(tid, fence) then return {'lost'} end
+if not holds(tid, fence, worker) then return {'lost'} end
 
 redis.call('ZREM', LEASES, tid)
 move(tid, 'claimed', 'done', now)

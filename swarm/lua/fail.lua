@@ -5,7 +5,7 @@
 -- ARGV[5] = reason, ARGV[6] = tokens spent on this step
 -- Returns {'ok', 'open'|'dead'} or {'lost'}
 local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if not holds(tid, fence) then return {'lost'} end
+if not holds(tid, fence, worker) then return {'lost'} end
 charge_tokens(tid, tonumber(ARGV[6]))
 local outcome = retry_or_die(tid, now, ARGV[5])
 emit(now, 'failed', tid, worker, 'reason', ARGV[5], 'outcome', outcome)

@@ -3,7 +3,7 @@
 -- ARGV[1] = task id, ARGV[2] = fence, ARGV[3] = worker id, ARGV[4] = now (ms)
 -- Returns 1, or 0 when the lease was already lost.
 local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if not holds(tid, fence) then return 0 end
+if not holds(tid, fence, worker) then return 0 end
 redis.call('ZREM', LEASES, tid)
 redis.call('HSET', TASK .. tid, 'owner', '')
 move(tid, 'claimed', 'open', now)

@@ -6,7 +6,7 @@
 -- Returns {'ok', child ids...} | {'lost'} | {'refused', why} (the task stays claimed)
 local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local tokens, n = tonumber(ARGV[5]), tonumber(ARGV[7])
-if not holds(tid, fence) then return {'lost'} end
+if not holds(tid, fence, worker) then return {'lost'} end
 
 local depth = tonumber(redis.call('HGET', TASK .. tid, 'depth'))
 local path = redis.call('HGET', TASK .. tid, 'path')
