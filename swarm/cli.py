@@ -125,9 +125,13 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
 @cli.command()
 @redis_option
 @swarm_option
-@click.option("--mind", default=None, help="sim:..., onnx[:DIR] or openai:URL#MODEL.")
+@click.option(
+    "--mind", envvar="SWARM_MIND", help="sim:..., onnx[:DIR] or openai:URL#MODEL ($SWARM_MIND)."
+)
 @click.option("--model", default=None, help="ORT GenAI model folder (default $SWARM_MODEL).")
-@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--slots", envvar="SWARM_SLOTS", default=1, show_default=True, type=click.IntRange(1, 64)
+)
 @click.option("--burst", is_flag=True, help="Exit when the swarm is done or nothing is left.")
 @click.option("--skills", default="", help="Comma-separated tags this worker prefers.")
 @click.option("--lease", type=click.FloatRange(1, None), help="Lease seconds (default: swarm's).")

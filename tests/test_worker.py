@@ -219,3 +219,15 @@ def test_parse_sim_spec_rejects_nonsense() -> None:
         parse_sim_spec("branch=two")
     with pytest.raises(ValueError, match="need branch"):
         parse_sim_spec("branch=0")
+
+
+def test_mind_specs_are_checked() -> None:
+    from swarm.minds import MindSpecError, make_mind
+
+    with pytest.raises(MindSpecError, match="unknown mind"):
+        make_mind("psychic")
+    with pytest.raises(MindSpecError, match="unknown option 'provder'"):
+        make_mind("onnx:/nowhere?provder=cpu")
+    with pytest.raises(MindSpecError, match="threads must be a number"):
+        make_mind("onnx:/nowhere?threads=many")
+    assert make_mind("sim:branch=2").name == "sim"

@@ -15,8 +15,8 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
     """Build a mind from its spec.
 
     - `sim:branch=3,depth=2,think=0.05,fail=0.1,seed=1,code=1` (tests and benchmarks)
-    - `onnx` or `onnx:/path/to/model` (Phi-3 through ONNX Runtime GenAI; also chosen when
-      only `--model` is given, and the default)
+    - `onnx` or `onnx:/path/to/model?provider=cuda&threads=4&max_new_tokens=512&context=4096`
+      (Phi-3 through ONNX Runtime GenAI; the default)
     - `openai:http://host:port/v1#model-name` (an OpenAI-compatible server)
     """
     kind, _, rest = (spec or "onnx").partition(":")
@@ -28,15 +28,49 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
         except ValueError as exc:
             raise MindSpecError(str(exc)) from None
     if kind == "onnx":
-        from swarm.minds.onnx import make_onnx_mind
+        from swarm.minds.onnx import DEFAULT_MAX_NEW_TOKENS, make_onnx_mind
         from swarm.models import find_model
 
-        return make_onnx_mind(str(find_model(rest or model)), slots=slots)
+        path, _, query = rest.partition("?")
+        opts = _onnx_options(query)
+        return make_onnx_mind(
+            str(find_model(path or model)),
+            slots=slots,
+            provider=str(opts.get("provider", "cpu")),
+            threads=_int_or_none(opts.get("threads")),
+            max_new_tokens=int(opts.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
+            context=_int_or_none(opts.get("context")),
+        )
     if kind == "openai":
         from swarm.minds.openai import make_openai_mind
 
         url, _, name = rest.partition("#")
         if not url:
-            raise MindSpecError("openai mind: give the server, e.g. openai:http://127.0.0.1:8080/v1#phi3")
+            raise MindSpecError(
+                "openai mind: give the server, e.g. openai:http://127.0.0.1:8080/v1#phi3"
+            )
         return make_openai_mind(url, name or "default")
     raise MindSpecError(f"unknown mind {kind!r}: use sim:..., onnx[:MODEL_DIR] or openai:URL#MODEL")
+
+
+_ONNX_OPTIONS = {"provider": str, "threads": int, "max_new_tokens": int, "context": int}
+
+
+def _onnx_options(query: str) -> dict[str, str | int]:
+    """`provider=cuda&threads=4` -> keyword arguments of make_onnx_mind, checked."""
+    options: dict[str, str | int] = {}
+    for part in filter(None, query.split("&")):
+        name, _, raw = part.partition("=")
+        kind = _ONNX_OPTIONS.get(name)
+        if kind is None:
+            known = ", ".join(_ONNX_OPTIONS)
+            raise MindSpecError(f"onnx mind: unknown option {name!r} (known: {known})")
+        try:
+            options[name] = kind(raw)
+        except ValueError:
+            raise MindSpecError(f"onnx mind: {name} must be a number, got {raw!r}") from None
+    return options
+
+
+def _int_or_none(value: str | int | None) -> int | None:
+    return None if value is None else int(value)
