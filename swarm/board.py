@@ -31,6 +31,17 @@ Clock = Callable[[], float]
 
 EVENTS_MAX = 10_000
 CANCEL_WALK_LIMIT = 100_000
+HEARTBEAT_MAX_S = 5.0  # workers beat every lease/4, but at least this often
+
+
+def heartbeat_s(lease_s: float) -> float:
+    """How often a worker renews its leases and publishes its record."""
+    return max(0.05, min(lease_s / 4, HEARTBEAT_MAX_S))
+
+
+def stale_s(lease_s: float) -> float:
+    """A worker that missed two and a half beats is shown stale (killed, stuck, cut off)."""
+    return 2.5 * heartbeat_s(lease_s)
 
 
 class BoardError(RuntimeError):
@@ -414,8 +425,9 @@ class Board:
         """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
         return _context(task, self._run("context", task.id))
 
-    def workers_alive(self, *, stale_s: float = 45.0, now: float | None = None) -> int:
-        since = self.now_ms(now) - int(stale_s * 1000)
+    def workers_alive(self, *, now: float | None = None) -> int:
+        lease_ms = self.client.hget(self.keys.meta, "lease_ms")
+        since = self.now_ms(now) - int(stale_s(int(lease_ms or 60_000) / 1000) * 1000)
         return int(self.client.zcount(self.keys.workers, since, "+inf"))
 
     def status(self, *, now: float | None = None) -> dict[str, Any]:

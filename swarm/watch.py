@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from swarm.board import NoSuchSwarm, list_swarms
+from swarm.board import NoSuchSwarm, list_swarms, stale_s
 from swarm.keys import SwarmKeys
 from swarm.pheromone import level
 
@@ -458,8 +458,8 @@ def _heat_fn(meta: dict[str, Any], now_ms: int) -> Heat:
 
 
 def _stale_ms(meta: dict[str, Any]) -> int:
-    """Workers beat every lease/4; missing two and a half beats means stale (killed, stuck)."""
-    return max(_int(meta.get("lease_ms"), 60_000) * 5 // 8, 5000)
+    """When a worker counts as stale: the rule the workers' heartbeat is built on."""
+    return int(stale_s(_int(meta.get("lease_ms"), 60_000) / 1000) * 1000)
 
 
 def _workers(

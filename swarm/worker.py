@@ -29,6 +29,7 @@ from swarm.board import (
     LeaseLost,
     NoSuchSwarm,
     SplitRefused,
+    heartbeat_s,
     newest_running,
 )
 from swarm.minds.base import Mind, MindError
@@ -385,7 +386,7 @@ class Worker:
         if self.config.renew_s is not None:
             return self.config.renew_s
         leases = [self._lease_s(b) for b in self._boards.values()] or [60.0]
-        return max(0.05, min(leases) / 4)
+        return heartbeat_s(min(leases))
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
