@@ -137,6 +137,14 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
 @click.option("--lease", type=click.FloatRange(1, None), help="Lease seconds (default: swarm's).")
 @click.option("--name", default="", help="Worker name prefix (default: host name).")
 @click.option("--no-code", is_flag=True, help="Never offer the mind code execution.")
+@click.option(
+    "--grace",
+    envvar="SWARM_GRACE",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, None),
+    help="After SIGTERM, seconds held tasks may finish before they are released.",
+)
 @click.option("-v", "--verbose", count=True)
 @_user_errors
 def worker(
@@ -150,6 +158,7 @@ def worker(
     lease: float | None,
     name: str,
     no_code: bool,
+    grace: float,
     verbose: int,
 ) -> None:
     """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
@@ -167,6 +176,7 @@ def worker(
         skills=tuple(s for s in skills.split(",") if s),
         lease_s=lease,
         name=name,
+        grace_s=grace,
     )
     runner = None if no_code else _code_runner(settings)
     code = Worker(client, the_mind, config, code_runner=runner).run()

@@ -1,9 +1,10 @@
 """Workers on another machine: Redis in one network namespace, workers in another, over veth.
 
 The server namespace holds a real redis-server with an ACL user (the default user is off);
-the client namespace holds `swarm seed`, two sim workers and `swarm status`, which reach the
-server only through a veth pair. Once over plain TCP with a password, once over TLS with a
-CA, server and client certificates made here. Needs root and `ip netns`; skips otherwise.
+the client namespace holds `swarm seed`, two sim workers, an executor and `swarm status`,
+which reach the server only through a veth pair. Once over plain TCP with a password, once
+over TLS with a CA, server and client certificates made here. Needs root and `ip netns`;
+skips otherwise.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.slow
 USER = "swarm-worker"
 PASSWORD = "s3cret-for-the-swarm"
 PORT = 6390
+# What the README tells people to give workers: their own keys, no admin commands.
+ACL = "~swarm:* ~rq:* &* +@all -@dangerous"
 SIM = "sim:branch=2,depth=2"
 PURPOSE = """\
 ---
@@ -76,16 +80,13 @@ class NetPair:
     client: str
     server_ip: str
 
-    def popen(
-        self, ns: str, argv: list[str], env: dict[str, str], **kw: object
-    ) -> subprocess.Popen[str]:
+    def popen(self, ns: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         return subprocess.Popen(
             ["ip", "netns", "exec", ns, *argv],
             env=env,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            **kw,  # type: ignore[arg-type]
         )
 
     def swarm(
@@ -138,7 +139,7 @@ def netpair(request: pytest.FixtureRequest) -> Iterator[NetPair]:
 
 
 @pytest.fixture
-def start_server(netpair: NetPair, tmp_path: Path) -> Iterator[object]:
+def start_server(netpair: NetPair, tmp_path: Path) -> Iterator[Callable[[list[str]], None]]:
     """start_server(extra_config_lines) -> runs redis-server in the server namespace."""
     procs: list[subprocess.Popen[str]] = []
 
@@ -156,7 +157,7 @@ def start_server(netpair: NetPair, tmp_path: Path) -> Iterator[object]:
                     "protected-mode no",
                     # An ACL user, and no way in without one.
                     "user default off",
-                    f"user {USER} on >{PASSWORD} ~* &* +@all",
+                    f"user {USER} on >{PASSWORD} {ACL}",
                     *extra,
                     "",
                 ]
@@ -171,47 +172,66 @@ def start_server(netpair: NetPair, tmp_path: Path) -> Iterator[object]:
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
-        text = log.read_text() if log.exists() else proc.stderr.read() if proc.stderr else ""
+        _stop([proc])
+        text = log.read_text() if log.exists() else proc.communicate()[1]
         pytest.fail(f"redis-server did not start in the server namespace:\n{text[-2000:]}")
 
     yield start
+    _stop(procs)
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _run_swarm(pair: NetPair, tmp_path: Path, envs: list[dict[str, str]], url: str) -> None:
-    """Seed from the client namespace, let one worker per env finish it, check it is done."""
+    """Seed from the client namespace, let one worker per env finish it, check it is done.
+
+    An executor runs beside the workers, so each leaf's line of code goes through RQ on the
+    same Redis (and the same ACL user and TLS) into the local bubblewrap jail.
+    """
+    code = shutil.which("bwrap") is not None
     purpose = tmp_path / "purpose.md"
-    purpose.write_text(PURPOSE)
+    purpose.write_text(
+        PURPOSE.replace("sandbox: none", "sandbox: local" if code else "sandbox: none")
+    )
     seeded = pair.swarm("seed", str(purpose), "--redis", url, env=envs[0])
     assert seeded.returncode == 0, seeded.stderr
     swarm_id = seeded.stdout.strip()
 
-    argv = [sys.executable, "-m", "swarm", "worker", "--mind", SIM, "--burst", "--swarm", swarm_id]
+    swarm = [sys.executable, "-m", "swarm"]
+    mind = SIM + (",code=1" if code else "")
+    helpers = (
+        [pair.popen(pair.client, [*swarm, "executor", "--sandbox", "local"], env=envs[0])]
+        if code
+        else []
+    )
+    argv = [*swarm, "worker", "--mind", mind, "--burst", "--swarm", swarm_id]
     workers = [pair.popen(pair.client, argv, env=env) for env in envs]
     try:
         for w in workers:
             _, err = w.communicate(timeout=30)
             assert w.returncode == 0, err
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
+        _stop(workers + helpers)
 
     shown = pair.swarm("status", "--json", "--swarm", swarm_id, "--redis", url, env=envs[0])
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
     assert status["state"] == "done"
-    assert status["by_state"].get("dead", 0) == 0
+    assert status["by_state"]["done"] == status["tasks"] == 7  # root, two children, four leaves
     answer = pair.swarm("result", "--swarm", swarm_id, "--redis", url, env=envs[0])
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.count("leaf") == 4  # branch 2, depth 2: four leaves joined at the root
+    if code:
+        assert len(re.findall(r"\[ran: \d+\]", answer.stdout)) == 4, answer.stdout
 
 
 def _one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -226,9 +246,9 @@ def _one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> str:
 
 
 def test_workers_join_over_tcp_with_an_acl_user(
-    netpair: NetPair, start_server: object, tmp_path: Path
+    netpair: NetPair, start_server: Callable[[list[str]], None], tmp_path: Path
 ) -> None:
-    start_server([f"port {PORT}"])  # type: ignore[operator]
+    start_server([f"port {PORT}"])
     host = f"{netpair.server_ip}:{PORT}"
     url = f"redis://{USER}:{PASSWORD}@{host}/0"
 
@@ -281,10 +301,10 @@ def _certificates(directory: Path, server_ip: str) -> dict[str, Path]:
 
 
 def test_workers_join_over_tls_with_a_client_certificate(
-    netpair: NetPair, start_server: object, tmp_path: Path
+    netpair: NetPair, start_server: Callable[[list[str]], None], tmp_path: Path
 ) -> None:
     certs = _certificates(tmp_path, netpair.server_ip)
-    start_server(  # type: ignore[operator]
+    start_server(
         [
             "port 0",
             f"tls-port {PORT}",
@@ -314,4 +334,10 @@ def test_workers_join_over_tls_with_a_client_certificate(
     plain = netpair.swarm("status", "--redis", f"redis://{USER}:{PASSWORD}@{host}/0")
     _one_line_error(plain)
 
-    _run_swarm(netpair, tmp_path, [_clean_env(SWARM_REDIS_URL=url, **tls)] * 2, url)
+    # One worker takes the files from SWARM_REDIS_CA/CERT/KEY, the other from its URL alone.
+    in_url = (
+        f"{url}?ssl_ca_certs={certs['ca']}&ssl_certfile={certs['client']}"
+        f"&ssl_keyfile={certs['client_key']}"
+    )
+    envs = [_clean_env(SWARM_REDIS_URL=url, **tls), _clean_env(SWARM_REDIS_URL=in_url)]
+    _run_swarm(netpair, tmp_path, envs, url)

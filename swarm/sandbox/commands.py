@@ -53,7 +53,12 @@ def exec_settings(redis_url: str | None, env: Mapping[str, str] = os.environ) ->
     help=_SANDBOX_HELP,
 )
 @click.option(
-    "--processes", type=click.IntRange(1, 64), default=1, show_default=True, help="RQ workers."
+    "--processes",
+    envvar="SWARM_EXEC_PROCESSES",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="RQ workers.",
 )
 def executor(
     redis_url: str | None, queues: tuple[str, ...], burst: bool, kind: str, processes: int
