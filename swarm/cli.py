@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import os
@@ -320,8 +321,8 @@ def _who() -> str:
     return f"person:{os.environ.get('USER', 'someone')}"
 
 
-def _register_optional() -> None:
-    """Commands of plug-in families, added when their modules are present."""
+def _register_families() -> None:
+    """Commands that live beside their noun (sandbox, models, watch, trace, up)."""
     for module, names in (
         ("swarm.up", ("up",)),
         ("swarm.sandbox.commands", ("executor", "sandbox")),
@@ -329,19 +330,12 @@ def _register_optional() -> None:
         ("swarm.watch", ("watch",)),
         ("swarm.trace", ("export", "rm", "inject")),
     ):
-        try:
-            mod = __import__(module, fromlist=list(names))
-        except ImportError as exc:
-            if exc.name != module:
-                raise
-            continue
+        mod = importlib.import_module(module)
         for name in names:
-            command = getattr(mod, name, None)
-            if isinstance(command, click.Command):
-                cli.add_command(command)
+            cli.add_command(getattr(mod, name))
 
 
-_register_optional()
+_register_families()
 
 
 def main() -> None:
