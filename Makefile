@@ -5,15 +5,25 @@ MIND ?= sim:branch=3,depth=2
 WORKERS ?= 4
 PURPOSE ?= examples/purpose.md
 
-.PHONY: up test setup lint bench
+.PHONY: up test setup dev lint bench
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/bin/pip:
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+
+# What running a swarm needs (the model runtime and E2B included, no test tooling).
+$(VENV)/.runtime: pyproject.toml | $(VENV)/bin/pip
+	$(VENV)/bin/pip install -q -e '.[all]'
 	touch $@
 
-setup: $(VENV)/.installed
+# Everything the tests need, the tiny-model builder's torch (CPU) included.
+$(VENV)/.dev: pyproject.toml | $(VENV)/bin/pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+setup: $(VENV)/.runtime
+
+dev: $(VENV)/.dev
 
 up: setup
 	$(VENV)/bin/swarm up $(PURPOSE) --workers $(WORKERS) --mind $(MIND)
@@ -21,7 +31,7 @@ up: setup
 test:
 	scripts/test.sh
 
-lint: setup
+lint: dev
 	$(VENV)/bin/ruff check swarm tests scripts
 	$(VENV)/bin/mypy swarm
 

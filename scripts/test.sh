@@ -15,7 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-make -s setup
+make -s dev
 
 # The tests talk to a real Redis on 6379; start one that keeps nothing on disk if none answers.
 if ! .venv/bin/python -c "import redis; redis.Redis(socket_connect_timeout=1).ping()" 2>/dev/null; then

@@ -142,10 +142,12 @@ def _wait(board: Board, workers: list[subprocess.Popen[bytes]], show: bool) -> N
             if live is not None:
                 live.update(view.frame(), refresh=True)
             if state.terminal:
-                return
+                break
             if all(w.poll() is not None for w in workers):
                 raise UpError(f"every worker exited while the swarm was {state.value}")
             time.sleep(0.3)
+    if show and not console.is_terminal:
+        console.line()  # a piped log gets the last frame's line ended
 
 
 def _log_tails(logs: list[Path], lines: int = 5) -> str:
