@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import logging
@@ -16,44 +15,19 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from swarm import __version__
-from swarm.board import Board, BoardError, list_swarms
+from swarm.board import Board, list_swarms
 from swarm.config import (
-    ConnectionFailed,
-    EmbeddedStartFailed,
     RedisSettings,
     connect,
     redis_settings,
 )
-from swarm.models import ModelError
-from swarm.purpose import PurposeError, load_purpose
-from swarm.sandbox.base import SandboxUnavailable
+from swarm.errors import user_errors
+from swarm.purpose import load_purpose
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(stderr=True)
 out = Console(highlight=False, soft_wrap=True)
-
-# Errors a user can fix: one line on stderr, exit status 1, never a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConnectionFailed,
-    EmbeddedStartFailed,
-    PurposeError,
-    BoardError,
-    ModelError,
-    SandboxUnavailable,
-    ValueError,
-)
-
-
-def _user_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def redis_option(fn: F) -> F:
@@ -115,7 +89,7 @@ def cli() -> None:
 @click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
 @redis_option
 @click.option("--id", "swarm_id", help="Choose the swarm id (default: from the purpose's name).")
-@_user_errors
+@user_errors
 def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     """Put PURPOSE (a purpose.md file) on the blackboard; prints the swarm id."""
     parsed = load_purpose(purpose)  # validate before touching Redis: bad input changes nothing
@@ -147,7 +121,7 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     help="After SIGTERM, seconds held tasks may finish before they are released.",
 )
 @click.option("-v", "--verbose", count=True)
-@_user_errors
+@user_errors
 def worker(
     redis_url: str | None,
     swarm_id: str | None,
@@ -196,7 +170,7 @@ def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
 @redis_option
 @swarm_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@_user_errors
+@user_errors
 def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     """Counters of one swarm: state, tasks by state, tokens, live workers."""
     board = _board(_client(redis_url), swarm_id)
@@ -214,7 +188,7 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
 @redis_option
 @swarm_option
 @click.option("--json", "as_json", is_flag=True)
-@_user_errors
+@user_errors
 def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     """The root's answer (exit status 2 while the swarm is still working)."""
     board = _board(_client(redis_url), swarm_id)
@@ -236,7 +210,7 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
 
 @cli.command("ls")
 @redis_option
-@_user_errors
+@user_errors
 def ls_(redis_url: str | None) -> None:
     """List swarms, newest first."""
     client = _client(redis_url)
@@ -249,7 +223,7 @@ def ls_(redis_url: str | None) -> None:
 @cli.command()
 @redis_option
 @swarm_option
-@_user_errors
+@user_errors
 def pause(redis_url: str | None, swarm_id: str | None) -> None:
     """Workers finish what they hold and claim nothing new."""
     board = _board(_client(redis_url), swarm_id)
@@ -261,7 +235,7 @@ def pause(redis_url: str | None, swarm_id: str | None) -> None:
 @cli.command()
 @redis_option
 @swarm_option
-@_user_errors
+@user_errors
 def resume(redis_url: str | None, swarm_id: str | None) -> None:
     """Undo `swarm pause`."""
     board = _board(_client(redis_url), swarm_id)
@@ -284,7 +258,7 @@ BOOST_OVER_TOP = 100.0
 )
 @redis_option
 @swarm_option
-@_user_errors
+@user_errors
 def boost(task_id: str, amount: float | None, redis_url: str | None, swarm_id: str | None) -> None:
     """Deposit pheromone on an open task so the swarm takes it sooner."""
     board = _board(_client(redis_url), swarm_id)
@@ -302,7 +276,7 @@ def boost(task_id: str, amount: float | None, redis_url: str | None, swarm_id: s
 )
 @redis_option
 @swarm_option
-@_user_errors
+@user_errors
 def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: str | None) -> None:
     """Cancel TASK_ID and everything under it, or the whole swarm with --all.
 

@@ -7,7 +7,6 @@ Redis Cluster, where all of one swarm's keys live on one slot.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import click
 
 from swarm import keys as key_names
 from swarm.board import Board, BoardError
+from swarm.errors import user_errors
 from swarm.keys import SwarmKeys
 from swarm.task import SwarmState
 
@@ -268,21 +268,6 @@ def delete_swarm(client: Any, swarm_id: str) -> int:
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _user_errors(fn: F) -> F:
-    """cli.USER_ERRORS become one-line messages (imported late: cli imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from swarm.cli import USER_ERRORS
-
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _options(fn: F) -> F:
     fn = click.option("--swarm", "swarm_id", metavar="ID", help="Which swarm (default: newest).")(
         fn
@@ -313,7 +298,7 @@ def _who() -> str:
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout."
 )
 @_options
-@_user_errors
+@user_errors
 def export(
     fmt: str | None, output: Path | None, redis_url: str | None, swarm_id: str | None
 ) -> None:
@@ -341,7 +326,7 @@ def export(
     "--force", is_flag=True, help="Also remove a swarm that is still running (cancels it first)."
 )
 @click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
-@_user_errors
+@user_errors
 def rm(swarm_ids: tuple[str, ...], force: bool, redis_url: str | None) -> None:
     """Delete swarms and everything they left on Redis (see `swarm ls`)."""
     from swarm.cli import _client
@@ -374,7 +359,7 @@ def rm(swarm_ids: tuple[str, ...], force: bool, redis_url: str | None) -> None:
     "--detail", default="", help="More about the task, shown to the worker that takes it."
 )
 @_options
-@_user_errors
+@user_errors
 def inject(
     text: str, parent: str, tags: str, detail: str, redis_url: str | None, swarm_id: str | None
 ) -> None:

@@ -24,6 +24,7 @@ from rich.live import Live
 
 from swarm.board import Board
 from swarm.config import RedisSettings, connect, data_dir, redis_settings, start_embedded
+from swarm.errors import USER_ERRORS
 from swarm.purpose import load_purpose
 from swarm.task import SwarmState
 from swarm.watch import WatchState, render, snapshot
@@ -230,8 +231,6 @@ def up(
     quiet: bool,
 ) -> None:
     """Seed PURPOSE, run N workers on it, and print the final answer."""
-    from swarm.cli import USER_ERRORS
-
     opts = UpOptions(purpose, workers, mind, model, redis_url, slots, not no_code, not quiet)
     errors: tuple[type[Exception], ...] = (UpError, *USER_ERRORS)
     try:

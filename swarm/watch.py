@@ -876,7 +876,8 @@ def watch(
     redis_url: str | None, swarm_id: str | None, once: bool, as_json: bool, refresh: float
 ) -> None:
     """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
-    from swarm.cli import USER_ERRORS, _client
+    from swarm.cli import _client
+    from swarm.errors import USER_ERRORS
 
     try:
         client = _client(redis_url)

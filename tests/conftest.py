@@ -90,3 +90,28 @@ def seed(client: Any, clock: FakeClock) -> Any:
         return Board.seed(client, make_purpose(**kwargs), clock=clock, rng=random.Random(7))
 
     return _seed
+
+
+@pytest.fixture
+def seeded(seed: Any, client: Any) -> Iterator[Any]:
+    """`seed`, removing what it made from the shared Redis afterwards."""
+    from swarm.trace import delete_swarm
+
+    made: list[Board] = []
+
+    def make(**kwargs: Any) -> Board:
+        made.append(seed(**kwargs))
+        return made[-1]
+
+    yield make
+    for board in made:
+        delete_swarm(client, board.id)
+
+
+def claim(board: Board, worker: str = "w1") -> Any:
+    """A claim that must succeed."""
+    from swarm.board import ClaimStatus
+
+    outcome = board.claim(worker)
+    assert outcome.status is ClaimStatus.OK and outcome.claim is not None
+    return outcome.claim

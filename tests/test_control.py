@@ -14,36 +14,16 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from swarm.board import Board, BoardError, ClaimStatus
+from swarm.board import Board, BoardError
 from swarm.cli import BOOST_OVER_TOP, cli
 from swarm.pheromone import level
 from swarm.protocol import Subtask
 from swarm.purpose import Budgets
 from swarm.task import Kind, State
 from swarm.trace import delete_swarm
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, claim
 
 WHO = "person:ann"
-
-
-@pytest.fixture
-def seeded(seed: Any, client: Any) -> Iterator[Any]:
-    """conftest's `seed`, removing what it made from the shared Redis afterwards."""
-    made: list[Board] = []
-
-    def make(**kwargs: Any) -> Board:
-        made.append(seed(**kwargs))
-        return made[-1]
-
-    yield make
-    for board in made:
-        delete_swarm(client, board.id)
-
-
-def claim(board: Board, worker: str = "w1") -> Any:
-    outcome = board.claim(worker)
-    assert outcome.status is ClaimStatus.OK and outcome.claim is not None
-    return outcome.claim
 
 
 def last_event(board: Board) -> dict[str, str]:

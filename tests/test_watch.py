@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from rich.cells import cell_len
 from rich.console import Console
 
-from swarm.board import Board, ClaimStatus
+from swarm.board import Board
 from swarm.cli import cli
 from swarm.protocol import Confidence, Subtask
 from swarm.purpose import Budgets
@@ -39,7 +39,7 @@ from swarm.watch import (
     snapshot,
     to_json,
 )
-from tests.conftest import FakeClock, make_purpose
+from tests.conftest import FakeClock, claim, make_purpose
 
 # -- frames drawn from hand-made snapshots ---------------------------------------------------
 
@@ -185,26 +185,6 @@ def test_no_workers_yet_says_how_to_start_one() -> None:
 
 
 # -- snapshots read from a board ----------------------------------------------------------
-
-
-@pytest.fixture
-def seeded(seed: Any, client: Any) -> Iterator[Any]:
-    """conftest's `seed`, removing what it made from the shared Redis afterwards."""
-    made: list[Board] = []
-
-    def make(**kwargs: Any) -> Board:
-        made.append(seed(**kwargs))
-        return made[-1]
-
-    yield make
-    for board in made:
-        delete_swarm(client, board.id)
-
-
-def claim(board: Board, worker: str = "w1") -> Any:
-    outcome = board.claim(worker)
-    assert outcome.status is ClaimStatus.OK and outcome.claim is not None
-    return outcome.claim
 
 
 def test_snapshot_reads_tree_heat_workers_and_events(seeded: Any, clock: FakeClock) -> None:
