@@ -425,9 +425,10 @@ class Board:
         """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
         return _context(task, self._run("context", task.id))
 
-    def workers_alive(self, *, now: float | None = None) -> int:
-        lease_ms = self.client.hget(self.keys.meta, "lease_ms")
-        since = self.now_ms(now) - int(stale_s(int(lease_ms or 60_000) / 1000) * 1000)
+    def workers_alive(self, *, lease_ms: int | None = None, now: float | None = None) -> int:
+        if lease_ms is None:
+            lease_ms = int(self.client.hget(self.keys.meta, "lease_ms") or 60_000)
+        since = self.now_ms(now) - int(stale_s(lease_ms / 1000) * 1000)
         return int(self.client.zcount(self.keys.workers, since, "+inf"))
 
     def status(self, *, now: float | None = None) -> dict[str, Any]:
@@ -443,7 +444,7 @@ class Board:
             "by_state": by_state,
             "tokens": int(m.get("tokens", 0)),
             "completions": int(m.get("completions", 0)),
-            "workers_alive": self.workers_alive(now=now),
+            "workers_alive": self.workers_alive(lease_ms=int(m.get("lease_ms", 60_000)), now=now),
             "budgets": {
                 "max_tasks": int(m["max_tasks"]),
                 "max_depth": int(m["max_depth"]),

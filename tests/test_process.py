@@ -59,7 +59,8 @@ def start_worker(redis_url: str, swarm_id: str, mind: str) -> subprocess.Popen[b
     )
 
 
-def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
+def seed_cli(tmp_path: Path, redis_url: str) -> str:
+    """Seed PURPOSE through `swarm seed`, as a user would; returns the swarm id."""
     purpose = tmp_path / "purpose.md"
     purpose.write_text(PURPOSE)
     seeded = subprocess.run(
@@ -68,7 +69,11 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
         text=True,
         check=True,
     )
-    swarm_id = seeded.stdout.strip()
+    return seeded.stdout.strip()
+
+
+def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
+    swarm_id = seed_cli(tmp_path, redis_url)
     mind = "sim:branch=3,depth=3,think=0.03"
     workers = [start_worker(redis_url, swarm_id, mind) for _ in range(4)]
     time.sleep(1.0)
@@ -111,14 +116,7 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
 
 
 def test_sigterm_exits_zero_and_releases(tmp_path: Path, redis_url: str) -> None:
-    purpose = tmp_path / "purpose.md"
-    purpose.write_text(PURPOSE)
-    swarm_id = subprocess.run(
-        swarm_cmd("seed", str(purpose), "--redis", redis_url),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    swarm_id = seed_cli(tmp_path, redis_url)
     worker = start_worker(redis_url, swarm_id, "sim:branch=2,depth=1,think=30")
     board = Board(redis.Redis.from_url(redis_url, decode_responses=True), swarm_id)
     deadline = time.monotonic() + 30

@@ -29,7 +29,10 @@ def _estimate_tokens(text: str) -> int:
 
 
 class OpenAIMind:
-    """Asks an OpenAI-compatible `/chat/completions` endpoint for each step's action."""
+    """Asks an OpenAI-compatible `/chat/completions` endpoint for each step's action.
+
+    `api_key` defaults to $OPENAI_API_KEY.
+    """
 
     name = "openai"
 
@@ -46,7 +49,7 @@ class OpenAIMind:
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.api_key = api_key
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.timeout = timeout
@@ -137,23 +140,5 @@ class OpenAIMind:
         return data
 
 
-def make_openai_mind(
-    base_url: str,
-    model: str,
-    api_key: str | None = None,
-    *,
-    max_tokens: int = 1024,
-    temperature: float = 0.2,
-    timeout: float = 300.0,
-    context: int = DEFAULT_CONTEXT,
-) -> OpenAIMind:
-    """A mind on an OpenAI-compatible server; `api_key` defaults to $OPENAI_API_KEY."""
-    return OpenAIMind(
-        base_url,
-        model,
-        api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
-        max_tokens=max_tokens,
-        temperature=temperature,
-        timeout=timeout,
-        context=context,
-    )
+# The worker's factory is the constructor itself.
+make_openai_mind = OpenAIMind
