@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,8 @@ import redis
 from swarm.board import Board
 from swarm.purpose import Budgets, Purpose, RootTask, Tuning
 
-LOCAL_URL = "redis://127.0.0.1:6379/0"
+# SWARM_TEST_DB lets several checkouts run the suite side by side on one Redis.
+LOCAL_URL = f"redis://127.0.0.1:6379/{os.environ.get('SWARM_TEST_DB', '0')}"
 
 
 class FakeClock:
