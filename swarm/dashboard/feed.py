@@ -16,8 +16,15 @@ Read = Callable[[], bytes]
 
 
 class Feed:
-    def __init__(self, read: Read, period_s: float, on_idle: Callable[[Feed], None]) -> None:
+    def __init__(
+        self,
+        read: Read,
+        period_s: float,
+        on_idle: Callable[[Feed], None],
+        on_read: Callable[[], None] = lambda: None,
+    ) -> None:
         self._read = read
+        self._on_read = on_read
         self.period_s = period_s
         self._on_idle = on_idle
         self.version = 0
@@ -42,6 +49,7 @@ class Feed:
                 started = loop.time()
                 self.latest = await asyncio.to_thread(self._read)
                 self.reads += 1
+                self._on_read()
                 self.version += 1
                 changed, self._changed = self._changed, asyncio.Event()
                 changed.set()
@@ -63,6 +71,10 @@ class Hub:
         self._make_read = make_read
         self.period_s = period_s
         self.feeds: dict[str, Feed] = {}
+        self.reads = 0  # ticks read by all feeds, ever
+
+    def _count_read(self) -> None:
+        self.reads += 1
 
     def _drop(self, swarm_id: str, feed: Feed) -> None:
         if self.feeds.get(swarm_id) is feed and feed.subscribers <= 0:
@@ -76,6 +88,7 @@ class Hub:
                 self._make_read(swarm_id),
                 self.period_s,
                 lambda f: self._drop(swarm_id, f),
+                self._count_read,
             )
             self.feeds[swarm_id] = feed
         feed.subscribe()
