@@ -93,4 +93,12 @@ def dashboard(redis_url: str | None, host: str, port: int, period: float, rows: 
         err=True,
     )
     click.echo(f"metrics:   http://{shown}:{port}/metrics", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Live streams never end on their own: on Ctrl-C or SIGTERM, close them after a moment.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )

@@ -333,7 +333,7 @@ function nodeMark(nodes, n, x, y, golden, selected) {
     const closed = view.collapsed.has(r.id);
     const t = svg("g", { class: "toggle", transform: "translate(-17,0)", "data-toggle": r.id });
     t.appendChild(svg("rect", { x: -6, y: -6, width: 12, height: 12, rx: 3,
-      fill: closed ? "#2463eb" : "#8a93a6" }));
+      fill: closed ? "#9db8f5" : "#e3e7ee", stroke: "#8a93a6" }));
     t.appendChild(svg("text", { x: 0, y: 4, "text-anchor": "middle" }, closed ? "+" : "−"));
     if (closed) {
       text.appendChild(svg("tspan", { class: "hidden-count", dx: 6 },
