@@ -471,3 +471,42 @@ def test_worker_cli_serves_metrics_on_its_port(redis_url: str, real_redis: redis
         proc.terminate()
         proc.wait(20)
         delete_swarm(real_redis, board.id)
+
+
+def test_the_grafana_sample_queries_only_metrics_that_exist(
+    real_redis: redis.Redis, board3: Board
+) -> None:
+    import re
+
+    app = create_app(
+        real_redis,
+        Settings(Access(TOKEN, open_reads=True)),
+        exec_depth=lambda: {"swarm-exec": 0},
+    )
+    with TestClient(app) as tc:
+        text = tc.get("/metrics").text
+    worker = PrometheusMetrics()
+    worker.identify("w", "h", "sim")
+    worker.thought(0.5, 10)
+    worker.executed(0.2)
+    exported = {name for name, _ in samples(text) | samples(_text(worker))}
+    root = Path(__file__).parent.parent
+    dashboard = json.loads((root / "examples" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bswarm_[a-z_]+", target["expr"])
+    }
+    queried |= set(re.findall(r"\bswarm_[a-z_]+", json.dumps(dashboard["templating"])))
+    assert queried and queried <= exported, queried - exported
+
+
+def test_compose_publishes_the_dashboard_on_loopback_by_default() -> None:
+    import yaml
+
+    root = Path(__file__).parent.parent
+    service = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["dashboard"]
+    assert service["command"][:2] == ["swarm", "dashboard"]
+    assert service["ports"] == ["${DASHBOARD_BIND:-127.0.0.1}:${DASHBOARD_PORT:-8800}:8800"]
+    assert "SWARM_DASHBOARD_TOKEN" in service["environment"]
