@@ -510,3 +510,54 @@ def test_compose_publishes_the_dashboard_on_loopback_by_default() -> None:
     assert service["command"][:2] == ["swarm", "dashboard"]
     assert service["ports"] == ["${DASHBOARD_BIND:-127.0.0.1}:${DASHBOARD_PORT:-8800}:8800"]
     assert "SWARM_DASHBOARD_TOKEN" in service["environment"]
+
+
+def test_a_garbled_board_reads_as_a_message_not_a_dead_feed(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(tasks=("a",)))
+    try:
+        real_redis.hset(board.keys.task("1"), "depth", "deep")  # not a number
+        real_redis.hset(board.keys.meta, "lease_ms", "{}")
+        data = json.loads(view.read_encoded(view.Reader(real_redis, board.id)))
+        assert "error" in data or data["tree"]
+        missing = json.loads(view.read_encoded(view.Reader(real_redis, "no-such-swarm")))
+        assert missing == {"error": "no swarm 'no-such-swarm' on this Redis"}
+    finally:
+        delete_swarm(real_redis, board.id)
+
+
+@pytest.mark.slow
+def test_the_command_prints_a_token_that_unlocks_writes(
+    redis_url: str, real_redis: redis.Redis, board3: Board
+) -> None:
+    import os
+
+    from scripts._servers import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SWARM_DASHBOARD_TOKEN"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "dashboard", "--redis", redis_url, "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("token: "), line
+        token = line.split()[1]
+        link = proc.stderr.readline()
+        assert f"http://127.0.0.1:{port}/#token={token}" in link
+        base = f"http://127.0.0.1:{port}/api/swarms/{board3.id}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.post(f"{base}/pause", json={})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert r.status_code == 401 and board3.state().value == "running"
+        r = httpx.post(f"{base}/pause", json={}, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and board3.state().value == "paused"
+    finally:
+        proc.terminate()
+        assert proc.wait(15) in (0, -15)  # uvicorn re-raises the SIGTERM it handled

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from typing import Any
 from swarm.board import NoSuchSwarm, list_swarms
 from swarm.keys import SwarmKeys
 from swarm.watch import BUCKET_S, Snapshot, TaskRow, WatchState, heat_fraction, plan, snapshot
+
+log = logging.getLogger("swarm.dashboard")
 
 TREE_ROWS = 100  # tasks drawn per tick; the rest are counted ("+N") but not read
 RESULT_CHARS = 400  # of each drawn task's result (the root's answer is sent whole)
@@ -129,6 +132,9 @@ def read_encoded(reader: Reader) -> bytes:
         return encode({"error": str(exc)})
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return encode({"error": f"Redis unavailable ({exc}); retrying"})
+    except Exception as exc:  # a malformed board must not stop the feed for every page
+        log.exception("reading swarm %s failed", reader.swarm_id)
+        return encode({"error": f"cannot read swarm {reader.swarm_id}: {type(exc).__name__}"})
 
 
 def swarm_list(client: Any, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
