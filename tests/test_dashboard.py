@@ -179,6 +179,11 @@ def test_three_pages_cost_redis_what_one_does(board3: Board, redis_url: str) -> 
             return sum(tally.commands.values()) / max(ticks, 1)
 
         one, three = cost(1), cost(3)
+        # pages gone: the reader stops (nobody left to read for)
+        deadline = time.monotonic() + 5
+        while app.state.hub.feeds and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not app.state.hub.feeds and app.state.hub.subscribers == 0
     print(f"commands per tick: 1 page {one:.1f}, 3 pages {three:.1f}")
     assert three <= one * 1.2 + 2
 
