@@ -356,8 +356,9 @@ class Worker:
             )
             started = time.monotonic()
             thought = self.mind.think(request)
-            self._stats.think_s += time.monotonic() - started
-            self.metrics.thought(time.monotonic() - started, thought.tokens)
+            spent = time.monotonic() - started
+            self._stats.think_s += spent
+            self.metrics.thought(spent, thought.tokens)
             tokens += thought.tokens
             action = thought.action
             if action.kind not in allowed:
