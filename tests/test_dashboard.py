@@ -381,6 +381,7 @@ def test_metrics_parse_and_count_what_happened(
         clock.advance(120)
         claim(board, "w3")  # reaps w2's lease
         board.heartbeat("w3", {"host": "h"}, ttl_s=60)
+        real_redis.hset(board.keys.meta, "title", 'a "title"\\ with\nlines } {')
         r = app_client.get("/metrics")
         assert r.headers["content-type"].startswith("text/plain; version=")
         got = samples(r.text)
@@ -402,6 +403,7 @@ def test_metrics_parse_and_count_what_happened(
     assert v("swarm_state", ("state", "done")) == 0
     assert v("swarm_budget_used_ratio", ("budget", "tasks")) == pytest.approx(4 / 40)
     assert v("swarm_workers_registered") == 1
+    assert v("swarm_info", ("title", 'a "title"\\ with\nlines } {')) == 1  # escaped, parsed back
     assert ("swarm_dashboard_readers", ()) in got
     assert any(name == "swarm_exec_queue_depth" for name, _ in got) is False  # none wired here
 
