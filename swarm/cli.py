@@ -120,6 +120,19 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     type=click.FloatRange(0, None),
     help="After SIGTERM, seconds held tasks may finish before they are released.",
 )
+@click.option(
+    "--metrics-port",
+    envvar="SWARM_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    help="Serve this worker's Prometheus metrics on PORT (needs swarm[dashboard]).",
+)
+@click.option(
+    "--metrics-host",
+    envvar="SWARM_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics port binds.",
+)
 @click.option("-v", "--verbose", count=True)
 @user_errors
 def worker(
@@ -134,6 +147,8 @@ def worker(
     name: str,
     no_code: bool,
     grace: float,
+    metrics_port: int | None,
+    metrics_host: str,
     verbose: int,
 ) -> None:
     """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
@@ -154,8 +169,33 @@ def worker(
         grace_s=grace,
     )
     runner = None if no_code else _code_runner(settings)
-    code = Worker(client, the_mind, config, code_runner=runner).run()
-    sys.exit(code)
+    metrics = None if metrics_port is None else _prometheus()
+    the_worker = Worker(client, the_mind, config, code_runner=runner, metrics=metrics)
+    if metrics is not None and metrics_port is not None:
+        _serve_metrics(metrics, the_worker.id, the_mind.name, metrics_host, metrics_port)
+    sys.exit(the_worker.run())
+
+
+def _prometheus() -> Any:
+    try:
+        from swarm.metrics import PrometheusMetrics
+
+        return PrometheusMetrics()
+    except ImportError:
+        raise click.ClickException(
+            "--metrics-port needs prometheus_client: pip install 'swarm[dashboard]'"
+        ) from None
+
+
+def _serve_metrics(metrics: Any, worker_id: str, mind: str, host: str, port: int) -> None:
+    import socket
+
+    metrics.identify(worker_id, socket.gethostname(), mind)
+    try:
+        bound = metrics.serve(port, host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    console.print(f"metrics of {worker_id} on http://{host}:{bound}/metrics", markup=False)
 
 
 def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
@@ -303,6 +343,7 @@ def _register_families() -> None:
         ("swarm.minds.commands", ("model",)),
         ("swarm.watch", ("watch",)),
         ("swarm.trace", ("export", "rm", "inject")),
+        ("swarm.dashboard.commands", ("dashboard",)),
     ):
         mod = importlib.import_module(module)
         for name in names:

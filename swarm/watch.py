@@ -112,6 +112,7 @@ class WorkerRow:
     current: str = ""
     tasks: int = 0
     tokens_per_s: float = 0.0
+    slots: int = 1
 
 
 @dataclass(frozen=True)
@@ -481,6 +482,7 @@ def _workers(
                 current=current or "",
                 tasks=_int(rec["tasks"]),
                 tokens_per_s=_float(rec["tokens_per_s"]),
+                slots=max(_int(rec["slots"], 1), 1),
             )
         )
     return tuple(rows)

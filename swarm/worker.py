@@ -33,6 +33,7 @@ from swarm.board import (
     heartbeat_s,
     newest_running,
 )
+from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import Mind, MindError
 from swarm.protocol import (
     ActionKind,
@@ -116,8 +117,10 @@ class Worker:
         code_runner: Callable[[str], CodeRunner | None] | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics: WorkerMetrics = metrics or NoMetrics()
         self.mind = mind
         self.config = config
         self.id = _worker_id(config.name)
@@ -185,6 +188,7 @@ class Worker:
             try:
                 return fn()
             except TRANSIENT as exc:
+                self.metrics.redis_error()
                 if until is not None and time.monotonic() > until:
                     log.warning("giving up after Redis stayed away: %s", exc)
                     return None
@@ -232,6 +236,7 @@ class Worker:
             try:
                 progressed = self._step()
             except TRANSIENT as exc:
+                self.metrics.redis_error()
                 log.warning("Redis unavailable (%s); backing off", exc)
                 progressed = None
             except NoSuchSwarm:
@@ -254,6 +259,7 @@ class Worker:
             return False if self.config.burst else None
         outcome = board.claim(self.id, lease_s=self._lease_s(board), skills=self.config.skills)
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
+            self.metrics.claimed()
             self._work(board, outcome.claim)
             return True
         if outcome.status is ClaimStatus.CLOSED:
@@ -350,7 +356,9 @@ class Worker:
             )
             started = time.monotonic()
             thought = self.mind.think(request)
-            self._stats.think_s += time.monotonic() - started
+            spent = time.monotonic() - started
+            self._stats.think_s += spent
+            self.metrics.thought(spent, thought.tokens)
             tokens += thought.tokens
             action = thought.action
             if action.kind not in allowed:
@@ -382,7 +390,11 @@ class Worker:
         runner = self._runner(board)
         if runner is None:
             return ExecOutput(error="code execution is not available in this swarm")
-        return runner.run(action.code, self.config.code_timeout_s)
+        started = time.monotonic()
+        try:
+            return runner.run(action.code, self.config.code_timeout_s)
+        finally:
+            self.metrics.executed(time.monotonic() - started)
 
     # -- heartbeat --------------------------------------------------------------------------
 
@@ -398,6 +410,7 @@ class Worker:
                 try:
                     self._beat()
                 except TRANSIENT as exc:
+                    self.metrics.redis_error()
                     log.warning("heartbeat: Redis unavailable (%s)", exc)
                 except Exception:
                     log.exception("heartbeat failed")

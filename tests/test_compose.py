@@ -97,6 +97,8 @@ class Stack:
     env_file: Path
     password: str
     port: int
+    dashboard: str = ""  # the dashboard's published URL
+    token: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -131,6 +133,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     image = image or f"swarm:compose-test-{os.getpid()}"
     password = secrets.token_urlsafe(18)
     port = _free_port()
+    dashboard_port = _free_port()
+    token = secrets.token_urlsafe(18)
     env_file = tmp / "compose.env"
     env_file.write_text(
         "\n".join(
@@ -140,11 +144,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 f"SWARM_IMAGE={image}",
                 f"SWARM_MIND={MIND}",
                 "SWARM_EXEC_PROCESSES=2",
+                f"DASHBOARD_PORT={dashboard_port}",
+                f"SWARM_DASHBOARD_TOKEN={token}",
                 "",
             ]
         )
     )
     st = Stack(command, f"swarmtest{os.getpid()}", env_file, password, port)
+    st.dashboard, st.token = f"http://127.0.0.1:{dashboard_port}", token
     if built:
         # --network host: where the engine's bridge has no way out (as on the dev machine).
         st.timed(
@@ -268,6 +275,7 @@ def test_compose_stack_survives_dead_workers_and_a_restart(stack: Stack, tmp_pat
     assert completed and max(completed.values()) == 1  # no result accepted twice
     reaped = {e["task"] for e in events if e["type"] == "reaped"}
     assert orphaned <= reaped, "the dead workers' tasks were not reaped"
+    _check_dashboard(stack, swarm_id, sum(e["type"] == "reaped" for e in events))
     client.close()
 
     # `down` keeps named volumes: the blackboard comes back from the AOF.
@@ -277,3 +285,31 @@ def test_compose_stack_survives_dead_workers_and_a_restart(stack: Stack, tmp_pat
     assert swarm_id in list_swarms(again, 100)
     assert Board(again, swarm_id).answer() == answer
     again.close()
+
+
+def _check_dashboard(stack: Stack, swarm_id: str, reaps: int) -> None:
+    """The dashboard service, published on loopback, serves /metrics to the token only."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def get(headers: dict[str, str]) -> httpx.Response:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return httpx.get(f"{stack.dashboard}/metrics", headers=headers, timeout=10)
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    assert get({}).status_code == 401  # bound to 0.0.0.0 in its container: reads need it
+    r = get({"Authorization": f"Bearer {stack.token}"})
+    assert r.status_code == 200
+    values = {
+        (s.name, s.labels.get("swarm"), s.labels.get("state")): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+    assert values[("swarm_state", swarm_id, "done")] == 1
+    assert values[("swarm_reaps_total", swarm_id, None)] == reaps
+    assert values[("swarm_completions_total", swarm_id, None)] > 0

@@ -25,6 +25,7 @@ local function reap()
   for _, tid in ipairs(expired) do
     local owner = redis.call('HGET', TASK .. tid, 'owner')
     local outcome = retry_or_die(tid, now, 'lease expired (worker ' .. owner .. ' gone)')
+    redis.call('HINCRBY', META, 'reaps', 1)  -- a counter for /metrics
     emit(now, 'reaped', tid, worker, 'owner', owner, 'outcome', outcome)
     if outcome == 'dead' then settle(tid, now, worker) end
   end

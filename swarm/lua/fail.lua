@@ -7,6 +7,7 @@
 local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if not holds(tid, fence, worker) then return {'lost'} end
 charge_tokens(tid, tonumber(ARGV[6]))
+redis.call('HINCRBY', META, 'failures', 1)  -- a counter for /metrics
 local outcome = retry_or_die(tid, now, ARGV[5])
 emit(now, 'failed', tid, worker, 'reason', ARGV[5], 'outcome', outcome)
 if outcome == 'dead' then settle(tid, now, worker) end
