@@ -527,8 +527,9 @@ class Board:
 
 
 def list_swarms(client: Any, limit: int = 50) -> list[str]:
-    """Swarm ids, newest first."""
-    return list(client.zrevrange(keys.INDEX, 0, limit - 1))
+    """Swarm ids, newest first; an index entry that is not a valid swarm id is skipped
+    (anything on Redis is untrusted, and such an id could not name a swarm's keys)."""
+    return [sid for sid in client.zrevrange(keys.INDEX, 0, limit - 1) if keys.is_swarm_id(sid)]
 
 
 def newest_running(client: Any, *, skip: Iterable[str] = (), scan: int = 50) -> str | None:

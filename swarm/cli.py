@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from swarm import __version__
 from swarm.board import Board, list_swarms
@@ -21,7 +22,8 @@ from swarm.config import (
     connect,
     redis_settings,
 )
-from swarm.errors import user_errors
+from swarm.display import json_safe, safe_line, safe_text
+from swarm.errors import checked_swarm_id, user_errors
 from swarm.purpose import load_purpose
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +43,11 @@ def redis_option(fn: F) -> F:
 
 def swarm_option(fn: F) -> F:
     return click.option(
-        "--swarm", "swarm_id", metavar="ID", help="Which swarm (default: the newest)."
+        "--swarm",
+        "swarm_id",
+        metavar="ID",
+        callback=checked_swarm_id,
+        help="Which swarm (default: the newest).",
     )(fn)
 
 
@@ -70,13 +76,19 @@ def _board(client: Any, swarm_id: str | None) -> Board:
     return board
 
 
+class _SafeRecords(logging.Filter):
+    """Log lines quote tasks, answers and server replies: shown as text, never acted on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = safe_text(record.getMessage()), None
+        return True
+
+
 def _logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-    )
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+    handler.addFilter(_SafeRecords())
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,13 +100,18 @@ def cli() -> None:
 @cli.command()
 @click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
 @redis_option
-@click.option("--id", "swarm_id", help="Choose the swarm id (default: from the purpose's name).")
+@click.option(
+    "--id",
+    "swarm_id",
+    callback=checked_swarm_id,
+    help="Choose the swarm id (default: from the purpose's name).",
+)
 @user_errors
 def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     """Put PURPOSE (a purpose.md file) on the blackboard; prints the swarm id."""
     parsed = load_purpose(purpose)  # validate before touching Redis: bad input changes nothing
     board = Board.seed(_client(redis_url), parsed, swarm_id=swarm_id)
-    out.print(board.id)
+    click.echo(board.id)
 
 
 @cli.command()
@@ -176,12 +193,15 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     board = _board(_client(redis_url), swarm_id)
     st = board.status()
     if as_json:
-        out.print_json(json.dumps(st))
+        click.echo(json_safe(json.dumps(st, indent=2, ensure_ascii=False)))
         return
     states = "  ".join(f"{k} {v}" for k, v in st["by_state"].items() if v)
-    out.print(f"[bold]{st['id']}[/]  {st['title']}")
-    out.print(f"state {st['state']}  tasks {st['tasks']}/{st['budgets']['max_tasks']}  {states}")
-    out.print(f"tokens {st['tokens']}/{st['budgets']['max_tokens']}  workers {st['workers_alive']}")
+    # Everything here came from Redis: Text, never markup, and made safe to show.
+    out.print(Text.assemble((safe_line(st["id"]), "bold"), "  ", safe_line(st["title"])))
+    budgets = st["budgets"]
+    tasks = f"tasks {st['tasks']}/{budgets['max_tasks']}"
+    out.print(Text(safe_line(f"state {st['state']}  {tasks}  {states}")))
+    out.print(Text(f"tokens {st['tokens']}/{budgets['max_tokens']}  workers {st['workers_alive']}"))
 
 
 @cli.command()
@@ -195,15 +215,12 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     st = board.status()
     answer = board.answer()
     if as_json:
-        out.print_json(
-            json.dumps(
-                {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
-            )
-        )
+        data = {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
+        click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
     elif answer is not None:
-        out.print(answer, markup=False)
+        click.echo(safe_text(answer))
     else:
-        console.print(f"swarm {board.id} is {st['state']}: no answer yet")
+        click.echo(safe_line(f"swarm {board.id} is {st['state']}: no answer yet"), err=True)
     if answer is None:
         sys.exit(2)
 
@@ -217,7 +234,9 @@ def ls_(redis_url: str | None) -> None:
     for sid in list_swarms(client, 1000):
         m = client.hmget(Board(client, sid).keys.meta, "state", "tasks", "title")
         if m[0] is not None:
-            out.print(f"{sid}\t{m[0]}\t{m[1]} tasks\t{m[2]}", markup=False)
+            # one safe line per swarm: a tab or newline in a title cannot forge a row
+            state, tasks, title = (safe_line(v or "") for v in m)
+            click.echo(f"{sid}\t{state}\t{tasks} tasks\t{title}")
 
 
 @cli.command()
@@ -229,7 +248,7 @@ def pause(redis_url: str | None, swarm_id: str | None) -> None:
     board = _board(_client(redis_url), swarm_id)
     if not board.pause(_who()):
         raise click.ClickException(f"swarm {board.id} is {board.state().value}, not running")
-    out.print(f"paused {board.id}")
+    click.echo(f"paused {board.id}")
 
 
 @cli.command()
@@ -241,7 +260,7 @@ def resume(redis_url: str | None, swarm_id: str | None) -> None:
     board = _board(_client(redis_url), swarm_id)
     if not board.resume(_who()):
         raise click.ClickException(f"swarm {board.id} is {board.state().value}, not paused")
-    out.print(f"resumed {board.id}")
+    click.echo(f"resumed {board.id}")
 
 
 # A default boost outweighs everything the claim rule now weighs, so the task is taken next
@@ -266,7 +285,7 @@ def boost(task_id: str, amount: float | None, redis_url: str | None, swarm_id: s
         amount = BOOST_OVER_TOP * max(board.top_pheromone(), 1.0)
     if not board.boost(task_id, amount, _who()):
         raise click.ClickException(f"task {task_id} is not open")
-    out.print(f"boosted {task_id} by {amount:.4g}")
+    click.echo(f"boosted {task_id} by {amount:.4g}")
 
 
 @cli.command()
@@ -288,7 +307,7 @@ def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: st
         raise click.UsageError("name a TASK_ID, or pass --all to cancel the whole swarm")
     board = _board(_client(redis_url), swarm_id)
     n = board.cancel(None if whole else task_id, _who())
-    out.print(f"cancelled {n} task(s)" if not whole else f"cancelled swarm {board.id}")
+    click.echo(f"cancelled {n} task(s)" if not whole else f"cancelled swarm {board.id}")
 
 
 def _who() -> str:

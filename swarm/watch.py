@@ -24,6 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from swarm.board import NoSuchSwarm, list_swarms, stale_s
+from swarm.display import safe_line
+from swarm.errors import checked_swarm_id
 from swarm.keys import SwarmKeys
 from swarm.pheromone import level
 
@@ -803,8 +805,27 @@ def _event_style(etype: str) -> str:
     return "green" if etype in ("completed", "done") else ""
 
 
+def shown(value: Any) -> Any:
+    """`value` with every string in it made safe to show (see swarm/display.py): titles,
+    results, worker names, event fields and the swarm's own state all come from Redis."""
+    if isinstance(value, str):
+        return safe_line(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: shown(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, tuple):
+        return tuple(shown(v) for v in value)
+    if isinstance(value, dict):
+        return {shown(k): shown(v) for k, v in value.items()}
+    return value
+
+
 def render(snap: Snapshot, width: int = 80, height: int | None = None) -> RenderableType:
-    """One frame of `snap`, `width` columns and at most `height` lines (default: as read)."""
+    """One frame of `snap`, `width` columns and at most `height` lines (default: as read).
+
+    Only a `shown` copy is drawn, and only as rich Text: never markup, never raw controls.
+    """
+    snap = shown(snap)
     p = plan(height or snap.height, len(snap.workers))
     spare = max(p.tree - len(snap.tree), 0)  # a small tree leaves room for more events
     return Group(
@@ -819,7 +840,7 @@ def render(snap: Snapshot, width: int = 80, height: int | None = None) -> Render
 
 
 def message(text: str, style: str = "yellow") -> RenderableType:
-    return Text(text, style=style)
+    return Text(safe_line(text), style=style)
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -862,7 +883,13 @@ def live(client: Any, swarm_id: str | None, refresh: float, console: Console) ->
 
 @click.command()
 @click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
-@click.option("--swarm", "swarm_id", metavar="ID", help="Which swarm (default: the newest).")
+@click.option(
+    "--swarm",
+    "swarm_id",
+    metavar="ID",
+    callback=checked_swarm_id,
+    help="Which swarm (default: the newest).",
+)
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON and exit.")
 @click.option(
@@ -877,7 +904,7 @@ def watch(
 ) -> None:
     """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
     from swarm.cli import _client
-    from swarm.errors import USER_ERRORS
+    from swarm.errors import USER_ERRORS, one_line
 
     try:
         client = _client(redis_url)
@@ -886,7 +913,7 @@ def watch(
             return
         live(client, swarm_id, refresh, Console())
     except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+        raise one_line(exc) from None
     except KeyboardInterrupt:
         pass  # Live has restored the screen and the cursor on its way out
 
