@@ -56,9 +56,10 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except click.ClickException as exc:
-            exc.message = safe_line(exc.message)  # it may quote a task id or other input
+        except click.UsageError:
             raise
+        except click.ClickException as exc:
+            raise one_line(exc) from None  # it may quote a task id or other input
         except USER_ERRORS as exc:
             raise one_line(exc) from None
 
