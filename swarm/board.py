@@ -21,6 +21,7 @@ from swarm import keys
 from swarm.keys import SwarmKeys
 from swarm.pheromone import decay_rate, level
 from swarm.protocol import Confidence, Limits, Subtask
+from swarm.purpose import check_ranges
 from swarm.scripts import scripts_for
 from swarm.task import Kind, State, SwarmState, Task
 
@@ -226,6 +227,7 @@ class Board:
         rng: random.Random | None = None,
     ) -> Board:
         """Put a purpose on the blackboard: meta, root task, the purpose's listed tasks."""
+        check_ranges(purpose)  # a number out of range would fail half-way through the write
         board = cls(client, swarm_id or new_swarm_id(purpose.name), clock=clock, rng=rng)
         now = board.now_ms()
         meta = _meta_fields(board.id, purpose, now)
