@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from swarm import __version__
-from swarm.board import Board, list_swarms
+from swarm.board import Board, check_boost, list_swarms
 from swarm.config import (
     RedisSettings,
     connect,
@@ -24,6 +24,7 @@ from swarm.config import (
 )
 from swarm.display import json_safe, safe_line, safe_text
 from swarm.errors import checked_swarm_id, user_errors
+from swarm.pheromone import MAX_LEVEL
 from swarm.purpose import load_purpose
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -263,6 +264,13 @@ def resume(redis_url: str | None, swarm_id: str | None) -> None:
     click.echo(f"resumed {board.id}")
 
 
+def _checked_amount(_ctx: Any, _param: Any, value: float | None) -> float | None:
+    try:
+        return None if value is None else check_boost(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 # A default boost outweighs everything the claim rule now weighs, so the task is taken next
 # (unless a worker explores at random, with probability epsilon).
 BOOST_OVER_TOP = 100.0
@@ -272,8 +280,10 @@ BOOST_OVER_TOP = 100.0
 @click.argument("task_id")
 @click.option(
     "--amount",
-    type=click.FloatRange(0, None, min_open=True),
-    help="Pheromone to deposit (default: 100 times all the top candidates hold, so it is next).",
+    type=float,
+    callback=_checked_amount,
+    help=f"Pheromone to deposit, at most {MAX_LEVEL:g} (default: 100 times all the top "
+    "candidates hold, so it is next).",
 )
 @redis_option
 @swarm_option
@@ -282,7 +292,7 @@ def boost(task_id: str, amount: float | None, redis_url: str | None, swarm_id: s
     """Deposit pheromone on an open task so the swarm takes it sooner."""
     board = _board(_client(redis_url), swarm_id)
     if amount is None:
-        amount = BOOST_OVER_TOP * max(board.top_pheromone(), 1.0)
+        amount = min(BOOST_OVER_TOP * max(board.top_pheromone(), 1.0), MAX_LEVEL)
     if not board.boost(task_id, amount, _who()):
         raise click.ClickException(f"task {task_id} is not open")
     click.echo(f"boosted {task_id} by {amount:.4g}")

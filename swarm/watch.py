@@ -189,18 +189,21 @@ def _tail_rows(height: int) -> int:
 # -- reading ----------------------------------------------------------------------------------
 
 
+# Everything read from Redis is untrusted: a field that is not a finite number reads as the
+# default, so no frame fails on 'inf', 'nan' or '1e999'.
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
 def _float(value: Any, default: float = 0.0) -> float:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return default
+    return number if math.isfinite(number) else default
 
 
 @dataclass
@@ -586,7 +589,7 @@ SPARKS = "▁▂▃▄▅▆▇█"
 def bar(fraction: float, width: int, style: str) -> Text:
     """A left-to-right bar in eighths of a cell, `width` cells wide, the rest shaded
     (shading rather than colour alone, so it reads in a plain capture or a 16-colour SSH)."""
-    fraction = min(max(fraction, 0.0), 1.0)
+    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else float(fraction > 0)
     full, part = divmod(round(fraction * width * 8), 8)
     filled = "█" * full + (EIGHTHS[part] if part else "")
     return Text.assemble((filled, style), ("░" * (width - len(filled)), "bright_black"))
