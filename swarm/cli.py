@@ -268,7 +268,7 @@ def _checked_amount(_ctx: Any, _param: Any, value: float | None) -> float | None
     try:
         return None if value is None else check_boost(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.ClickException(f"--amount: {exc}") from None
 
 
 # A default boost outweighs everything the claim rule now weighs, so the task is taken next

@@ -37,7 +37,7 @@ def checked_swarm_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
     try:
         return check_swarm_id(value)
     except InvalidSwarmId as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.ClickException(str(exc)) from None  # one line, not a usage screen
 
 
 def checked_swarm_ids(ctx: Any, param: Any, values: tuple[str, ...]) -> tuple[str, ...]:
