@@ -128,7 +128,8 @@ _TUNING_RANGES = {
 
 # Front matter is a small, flat mapping: YAML beyond this is refused before it is built.
 MAX_YAML_DEPTH = 4  # the document, `budgets`, a value, and one level a wrong value may hold
-MAX_YAML_EVENTS = 2_000
+MAX_YAML_NODES = 2_000
+MAX_FRONT_MATTER = 16 * 1024  # characters
 MAX_SHOWN = 60  # characters of a value quoted back in an error message
 
 # Indented two or more, a marker starts a nested list, which stays part of its parent item.
@@ -231,10 +232,15 @@ def _front_matter(lines: list[str], source: str) -> tuple[_Meta, int]:
     if close is None:
         _fail(source, "front matter opened with '---' but never closed by a '---' line", 1)
     yaml_text = "\n".join(lines[1:close])
+    if len(yaml_text) > MAX_FRONT_MATTER:
+        # a few settings; a bound on it bounds the YAML scanner's cost too
+        _fail(
+            source,
+            f"front matter is over {MAX_FRONT_MATTER // 1024} KiB; it holds a few settings",
+            2,
+        )
     try:
-        _check_yaml_shape(yaml_text, source)
-        node = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
-        values = yaml.safe_load(yaml_text)
+        node, values = _load_yaml(yaml_text, source)
     except yaml.YAMLError as e:
         _yaml_error(e, source)
     except PurposeError:
@@ -249,26 +255,85 @@ def _front_matter(lines: list[str], source: str) -> tuple[_Meta, int]:
     return _Meta(values, _key_lines(node, source)), close + 1
 
 
-def _check_yaml_shape(yaml_text: str, source: str) -> None:
-    """Refuse anchors and aliases (an alias bomb expands to gigabytes), deep nesting (the
-    composer recurses) and very many nodes, from the event stream, before any node is built."""
-    depth = 0
-    for n, event in enumerate(yaml.parse(yaml_text, Loader=yaml.SafeLoader)):
-        line = event.start_mark.line + 2 if event.start_mark is not None else 1
+class _YamlRefused(Exception):
+    """Front matter refused while it is composed; `line` is its file line."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.line = mark.line + 2 if mark is not None else 1
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (its own parser: libyaml marks some errors a line late) that
+    refuses anchors and aliases (an alias bomb expands to gigabytes), nesting deeper than
+    MAX_YAML_DEPTH (the composer recurses) and more than MAX_YAML_NODES nodes, as it
+    composes: in one pass, before anything big or deep is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            _fail(
-                source,
-                "front matter uses YAML anchors or aliases ('&', '*'); write values out",
-                line,
+            raise _YamlRefused(
+                "uses YAML anchors or aliases ('&', '*'); write values out", event.start_mark
             )
-        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise _YamlRefused(f"has more than {MAX_YAML_NODES} YAML nodes", event.start_mark)
+        collection = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
+        if collection and self._depth >= MAX_YAML_DEPTH:
+            raise _YamlRefused(f"nests deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _flow_depth(yaml_text: str) -> int:
+    """How deep `[` and `{` nest outside quotes and comments: one linear pass. PyYAML's
+    scanner keeps every `[` of a line as a possible key and rescans them per token, so a
+    deep flow line costs it quadratic time before the composer sees the first level."""
+    depth = deepest = 0
+    quote = ""
+    previous = "\n"
+    chars = iter(yaml_text)
+    for ch in chars:
+        if quote:
+            if ch == "\\" and quote == '"':
+                next(chars, "")
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"" and previous in " \t\n[{,:":
+            quote = ch
+        elif ch == "#" and previous in " \t\n":
+            for ch in chars:  # a comment runs to the end of its line
+                if ch == "\n":
+                    break
+        elif ch in "[{":
             depth += 1
-            if depth > MAX_YAML_DEPTH:
-                _fail(source, f"front matter nests deeper than {MAX_YAML_DEPTH} levels", line)
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            depth -= 1
-        if n > MAX_YAML_EVENTS:
-            _fail(source, f"front matter has more than {MAX_YAML_EVENTS} YAML nodes", line)
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        previous = ch
+    return deepest
+
+
+def _load_yaml(yaml_text: str, source: str) -> tuple[Any, Any]:
+    """The front matter's node tree and its values, from one bounded parse."""
+    if _flow_depth(yaml_text) > MAX_YAML_DEPTH:
+        _fail(source, f"front matter nests deeper than {MAX_YAML_DEPTH} levels", 2)
+    loader = _BoundedLoader(yaml_text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    except _YamlRefused as e:
+        _fail(source, f"front matter {e}", e.line)
+    finally:
+        loader.dispose()
 
 
 def _cut(text: str, limit: int = MAX_SHOWN) -> str:
@@ -350,7 +415,8 @@ def _check_keys(
     for key in mapping:
         if isinstance(key, str) and key in known:
             continue
-        guess = difflib.get_close_matches(str(key), known, n=1)
+        # a typo is short; comparing a huge key letter by letter would only cost time
+        guess = difflib.get_close_matches(str(key), known, n=1) if len(str(key)) < 40 else []
         hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(known)}"
         line = meta.lines.get((*prefix, str(key)))
         _fail(source, f"unknown {what} {_shown(key)} ({hint})", line)
