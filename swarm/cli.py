@@ -81,7 +81,11 @@ class _SafeRecords(logging.Filter):
     """Log lines quote tasks, answers and server replies: shown as text, never acted on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = safe_text(record.getMessage()), None
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call: show it rather than fail the caller
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = safe_text(message), None
         return True
 
 

@@ -259,3 +259,21 @@ def test_live_watch_writes_no_clipboard_and_clears_no_screen(
         tmux("send-keys", "-t", "w", "C-c")
     finally:
         tmux("kill-server", check=False)
+
+
+def test_log_lines_quoting_model_text_are_inert() -> None:
+    # a worker logs exceptions whose text a model or a server wrote
+    code = (
+        "import logging, sys\n"
+        "from swarm.cli import _logging\n"
+        "_logging(1)\n"
+        "logging.getLogger('swarm.worker').warning('mind failed: %s', sys.argv[1])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, HOSTILE],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "mind failed: [/x][bold]B \\x1b]52" in shown(proc.stderr)
