@@ -277,3 +277,20 @@ def test_log_lines_quoting_model_text_are_inert() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "mind failed: [/x][bold]B \\x1b]52" in shown(proc.stderr)
+
+
+def test_a_hostile_index_entry_is_skipped(redis_url: str, real_redis: redis.Redis) -> None:
+    # anyone with Redis access can add to the index: such an id names no swarm keys
+    bad = f"[/x]{OSC52}\x1b[2J"
+    meta = f"swarm:{{{bad}}}:meta"
+    real_redis.zadd("swarm:index", {bad: time.time() * 1000 + 10**9})  # the "newest"
+    real_redis.hset(meta, mapping={"state": "running", "tasks": 1, "title": "t", "created": 1})
+    try:
+        listed = ok(swarm("ls", "--redis", redis_url))
+        assert "[/x]" not in listed
+        watched = swarm("watch", "--once", "--redis", redis_url)
+        assert b"Traceback" not in watched.stderr
+        shown(watched.stdout + watched.stderr)
+    finally:
+        real_redis.zrem("swarm:index", bad)
+        real_redis.delete(meta)
