@@ -6,6 +6,7 @@ Every write is one script (atomic, one slot). Time and random draws are passed i
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import secrets
@@ -19,8 +20,9 @@ import redis
 
 from swarm import keys
 from swarm.keys import SwarmKeys
-from swarm.pheromone import decay_rate, level
+from swarm.pheromone import MAX_LEVEL, decay_rate, level
 from swarm.protocol import Confidence, Limits, Subtask
+from swarm.purpose import check_ranges
 from swarm.scripts import scripts_for
 from swarm.task import Kind, State, SwarmState, Task
 
@@ -226,6 +228,7 @@ class Board:
         rng: random.Random | None = None,
     ) -> Board:
         """Put a purpose on the blackboard: meta, root task, the purpose's listed tasks."""
+        check_ranges(purpose)  # a number out of range would fail half-way through the write
         board = cls(client, swarm_id or new_swarm_id(purpose.name), clock=clock, rng=rng)
         now = board.now_ms()
         meta = _meta_fields(board.id, purpose, now)
@@ -380,8 +383,7 @@ class Board:
         return n
 
     def boost(self, task_id: str, amount: float, who: str, *, now: float | None = None) -> bool:
-        if amount <= 0:
-            raise ValueError("a boost must be a positive amount")
+        check_boost(amount)
         return bool(self._run("boost", task_id, repr(amount), who, self.now_ms(now)))
 
     def pause(self, who: str, *, now: float | None = None) -> bool:
@@ -521,14 +523,33 @@ class Board:
         pipe.hmget(self.keys.meta, "lambda", "created", "candidates")
         pipe.zrevrange(self.keys.open, 0, 63, withscores=True)
         (lam, created, k), top = pipe.execute()
-        t_s = (self.now_ms(now) - int(created or 0)) / 1000
-        scores = [s for _, s in top[: int(k or 16)]]
-        return sum(level(s, t_s, float(lam or 0)) for s in scores)
+        # read from Redis, so untrusted: level() bounds each term, _number() each field
+        t_s = (self.now_ms(now) - _number(created, 0)) / 1000
+        scores = [s for _, s in top[: max(int(_number(k, 16)), 1)]]
+        return sum(level(s, t_s, _number(lam, 0)) for s in scores)
+
+
+def check_boost(amount: float) -> float:
+    """A boost is a positive, finite amount of at most MAX_LEVEL (ValueError otherwise)."""
+    if not isinstance(amount, int | float) or not 0 < amount <= MAX_LEVEL:
+        # NaN fails the comparison too; inf and 1e308 are over the cap
+        raise ValueError(f"a boost must be a number > 0 and <= {MAX_LEVEL:g}, got {amount!r}")
+    return float(amount)
 
 
 def list_swarms(client: Any, limit: int = 50) -> list[str]:
-    """Swarm ids, newest first."""
-    return list(client.zrevrange(keys.INDEX, 0, limit - 1))
+    """Swarm ids, newest first; an index entry that is not a valid swarm id is skipped
+    (anything on Redis is untrusted, and such an id could not name a swarm's keys)."""
+    return [sid for sid in client.zrevrange(keys.INDEX, 0, limit - 1) if keys.is_swarm_id(sid)]
+
+
+def _number(value: Any, default: float) -> float:
+    """A finite number read from Redis, else `default`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
 
 
 def newest_running(client: Any, *, skip: Iterable[str] = (), scan: int = 50) -> str | None:

@@ -13,15 +13,18 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from swarm import __version__
-from swarm.board import Board, list_swarms
+from swarm.board import Board, check_boost, list_swarms
 from swarm.config import (
     RedisSettings,
     connect,
     redis_settings,
 )
-from swarm.errors import user_errors
+from swarm.display import json_safe, safe_line, safe_text
+from swarm.errors import checked_swarm_id, user_errors
+from swarm.pheromone import MAX_LEVEL
 from swarm.purpose import load_purpose
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +44,11 @@ def redis_option(fn: F) -> F:
 
 def swarm_option(fn: F) -> F:
     return click.option(
-        "--swarm", "swarm_id", metavar="ID", help="Which swarm (default: the newest)."
+        "--swarm",
+        "swarm_id",
+        metavar="ID",
+        callback=checked_swarm_id,
+        help="Which swarm (default: the newest).",
     )(fn)
 
 
@@ -70,13 +77,23 @@ def _board(client: Any, swarm_id: str | None) -> Board:
     return board
 
 
+class _SafeRecords(logging.Filter):
+    """Log lines quote tasks, answers and server replies: shown as text, never acted on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call: show it rather than fail the caller
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = safe_text(message), None
+        return True
+
+
 def _logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-    )
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+    handler.addFilter(_SafeRecords())
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,13 +105,18 @@ def cli() -> None:
 @cli.command()
 @click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
 @redis_option
-@click.option("--id", "swarm_id", help="Choose the swarm id (default: from the purpose's name).")
+@click.option(
+    "--id",
+    "swarm_id",
+    callback=checked_swarm_id,
+    help="Choose the swarm id (default: from the purpose's name).",
+)
 @user_errors
 def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     """Put PURPOSE (a purpose.md file) on the blackboard; prints the swarm id."""
     parsed = load_purpose(purpose)  # validate before touching Redis: bad input changes nothing
     board = Board.seed(_client(redis_url), parsed, swarm_id=swarm_id)
-    out.print(board.id)
+    click.echo(board.id)
 
 
 @cli.command()
@@ -216,12 +238,15 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     board = _board(_client(redis_url), swarm_id)
     st = board.status()
     if as_json:
-        out.print_json(json.dumps(st))
+        click.echo(json_safe(json.dumps(st, indent=2, ensure_ascii=False)))
         return
     states = "  ".join(f"{k} {v}" for k, v in st["by_state"].items() if v)
-    out.print(f"[bold]{st['id']}[/]  {st['title']}")
-    out.print(f"state {st['state']}  tasks {st['tasks']}/{st['budgets']['max_tasks']}  {states}")
-    out.print(f"tokens {st['tokens']}/{st['budgets']['max_tokens']}  workers {st['workers_alive']}")
+    # Everything here came from Redis: Text, never markup, and made safe to show.
+    out.print(Text.assemble((safe_line(st["id"]), "bold"), "  ", safe_line(st["title"])))
+    budgets = st["budgets"]
+    tasks = f"tasks {st['tasks']}/{budgets['max_tasks']}"
+    out.print(Text(safe_line(f"state {st['state']}  {tasks}  {states}")))
+    out.print(Text(f"tokens {st['tokens']}/{budgets['max_tokens']}  workers {st['workers_alive']}"))
 
 
 @cli.command()
@@ -235,15 +260,12 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     st = board.status()
     answer = board.answer()
     if as_json:
-        out.print_json(
-            json.dumps(
-                {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
-            )
-        )
+        data = {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
+        click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
     elif answer is not None:
-        out.print(answer, markup=False)
+        click.echo(safe_text(answer))
     else:
-        console.print(f"swarm {board.id} is {st['state']}: no answer yet")
+        click.echo(safe_line(f"swarm {board.id} is {st['state']}: no answer yet"), err=True)
     if answer is None:
         sys.exit(2)
 
@@ -257,7 +279,9 @@ def ls_(redis_url: str | None) -> None:
     for sid in list_swarms(client, 1000):
         m = client.hmget(Board(client, sid).keys.meta, "state", "tasks", "title")
         if m[0] is not None:
-            out.print(f"{sid}\t{m[0]}\t{m[1]} tasks\t{m[2]}", markup=False)
+            # one safe line per swarm: a tab or newline in a title cannot forge a row
+            state, tasks, title = (safe_line(v or "") for v in m)
+            click.echo(f"{sid}\t{state}\t{tasks} tasks\t{title}")
 
 
 @cli.command()
@@ -269,7 +293,7 @@ def pause(redis_url: str | None, swarm_id: str | None) -> None:
     board = _board(_client(redis_url), swarm_id)
     if not board.pause(_who()):
         raise click.ClickException(f"swarm {board.id} is {board.state().value}, not running")
-    out.print(f"paused {board.id}")
+    click.echo(f"paused {board.id}")
 
 
 @cli.command()
@@ -281,7 +305,14 @@ def resume(redis_url: str | None, swarm_id: str | None) -> None:
     board = _board(_client(redis_url), swarm_id)
     if not board.resume(_who()):
         raise click.ClickException(f"swarm {board.id} is {board.state().value}, not paused")
-    out.print(f"resumed {board.id}")
+    click.echo(f"resumed {board.id}")
+
+
+def _checked_amount(_ctx: Any, _param: Any, value: float | None) -> float | None:
+    try:
+        return None if value is None else check_boost(value)
+    except ValueError as exc:
+        raise click.ClickException(f"--amount: {exc}") from None
 
 
 # A default boost outweighs everything the claim rule now weighs, so the task is taken next
@@ -293,8 +324,10 @@ BOOST_OVER_TOP = 100.0
 @click.argument("task_id")
 @click.option(
     "--amount",
-    type=click.FloatRange(0, None, min_open=True),
-    help="Pheromone to deposit (default: 100 times all the top candidates hold, so it is next).",
+    type=float,
+    callback=_checked_amount,
+    help=f"Pheromone to deposit, at most {MAX_LEVEL:g} (default: 100 times all the top "
+    "candidates hold, so it is next).",
 )
 @redis_option
 @swarm_option
@@ -303,10 +336,10 @@ def boost(task_id: str, amount: float | None, redis_url: str | None, swarm_id: s
     """Deposit pheromone on an open task so the swarm takes it sooner."""
     board = _board(_client(redis_url), swarm_id)
     if amount is None:
-        amount = BOOST_OVER_TOP * max(board.top_pheromone(), 1.0)
+        amount = min(BOOST_OVER_TOP * max(board.top_pheromone(), 1.0), MAX_LEVEL)
     if not board.boost(task_id, amount, _who()):
         raise click.ClickException(f"task {task_id} is not open")
-    out.print(f"boosted {task_id} by {amount:.4g}")
+    click.echo(f"boosted {task_id} by {amount:.4g}")
 
 
 @cli.command()
@@ -328,7 +361,7 @@ def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: st
         raise click.UsageError("name a TASK_ID, or pass --all to cancel the whole swarm")
     board = _board(_client(redis_url), swarm_id)
     n = board.cancel(None if whole else task_id, _who())
-    out.print(f"cancelled {n} task(s)" if not whole else f"cancelled swarm {board.id}")
+    click.echo(f"cancelled {n} task(s)" if not whole else f"cancelled swarm {board.id}")
 
 
 def _who() -> str:

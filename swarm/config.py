@@ -6,14 +6,16 @@ URL with its password masked and says the cause in plain words.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
 
 import redis
 import redis.cluster
@@ -114,16 +116,30 @@ def data_dir(env: Mapping[str, str] = os.environ) -> Path:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password, in the authority or the query, replaced by `***`."""
+    """The URL with any password, in the authority or the query, replaced by `***`.
+
+    The password ends at the URL's last `@`, whatever it holds: an unencoded `?`, `#`, `/`
+    or `@` inside it must not end the masking early (at worst, an `@` in a query value
+    masks a little more than the password).
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return _mask_query(url)
-    authority, qmark, query = rest.partition("?")
-    at = authority.rfind("@")  # the last `@`: an unencoded `@` may sit inside the password
-    if at >= 0:
-        user, colon, _ = authority[:at].partition(":")
-        authority = f"{user}:***{authority[at:]}" if colon else authority
-    return f"{scheme}{sep}{authority}{qmark}{_mask_query(query)}"
+    user, password, _, tail = _userinfo(rest)
+    if password is not None:
+        rest = f"{user}:***@{tail}"
+    head, qmark, query = rest.partition("?")
+    return f"{scheme}{sep}{head}{qmark}{_mask_query(query)}"
+
+
+def _userinfo(rest: str) -> tuple[str, str | None, bool, str]:
+    """Split what follows `scheme://` at its last `@`: (user, password or None, whether
+    there was an `@`, what follows it)."""
+    at = rest.rfind("@")
+    if at < 0:
+        return "", None, False, rest
+    user, colon, password = rest[:at].partition(":")
+    return user, (password if colon else None), True, rest[at + 1 :]
 
 
 def _mask_query(query: str) -> str:
@@ -201,11 +217,16 @@ def _options(settings: RedisSettings, timeout_s: float) -> dict[str, Any]:
 
 def _parse(url: str) -> dict[str, Any]:
     def malformed(why: str) -> ConnectionFailed:
-        return ConnectionFailed(f"malformed Redis URL {mask_url(url)!r}: {why}")
+        shown = mask_url(url)
+        shown = shown if len(shown) <= 200 else shown[:197] + "..."
+        return ConnectionFailed(f"malformed Redis URL {shown!r}: {why}")
 
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in ("redis", "rediss", "unix"):
         raise malformed("expected redis://host:port, rediss://host:port or unix:///path")
+    problem = _url_problem(url, unix=scheme == "unix")
+    if problem:
+        raise malformed(problem)
     try:
         parsed = _parse_url(url)
     except ValueError as e:
@@ -215,15 +236,123 @@ def _parse(url: str) -> dict[str, Any]:
         raise malformed("unix:// needs a socket path, as in unix:///run/redis.sock")
     # redis-py silently ignores a path that is not a number and uses database 0.
     db = url.partition("://")[2].partition("?")[0].partition("/")[2].strip("/")
-    if not unix and db and not db.isdigit():
-        raise malformed(f"the path must be a database number, got '/{db}'")
+    if not unix and db and not _is_count(db, 0):
+        raise malformed(f"the path must be a database number, got '/{db[:20]}'")
     tls = parsed.get("connection_class") is SSLConnection
     unknown = set(parsed) - _URL_KEYS - (_TLS_URL_KEYS if tls else set())
     if unknown:
         option = sorted(unknown)[0]
         needs = " (TLS options need rediss://)" if option in _TLS_URL_KEYS else ""
-        raise malformed(f"unknown option {option!r}{needs}")
+        # an option's name is quoted unless an `@` after the host could make it part of a
+        # password (`redis://u:1234?x=1@h`)
+        named = "" if _misplaced_at(url.partition("://")[2]) else f" {option!r}"
+        raise malformed(f"unknown option{named}{needs}")
     return parsed
+
+
+def _url_problem(url: str, *, unix: bool) -> str | None:
+    """What makes a URL unusable, in words that quote no part of a password; None if fine.
+
+    redis-py would quietly turn port 0 into 6379, ignore an empty or repeated option, take
+    any word as true, and cut the host out of a password holding `/`, `?` or `#`.
+    """
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if _misplaced_at(rest) and not _at_only_in_query_values(rest, authority, unix=unix):
+        return (
+            "the password (or user name) holds '/', '?' or '#': percent-encode it "
+            "(%2F, %3F, %23; an '@' is %40)"
+        )
+    if not unix:
+        problem = _port_problem(authority.rpartition("@")[2])
+        if problem:
+            return problem
+    query = rest.partition("?")[2].partition("#")[0]
+    return _query_problem(query) if query else None
+
+
+def _misplaced_at(rest: str) -> bool:
+    """An `@` after the authority: a password holding `/`, `?` or `#` cut short, or an `@`
+    inside a query value."""
+    return "@" in rest and "@" not in re.split(r"[/?#]", rest, maxsplit=1)[0]
+
+
+def _at_only_in_query_values(rest: str, authority: str, *, unix: bool) -> bool:
+    host, colon, port = authority.rpartition(":") if not unix else (authority, "", "")
+    if (colon and (not host or not port.isdigit())) or (not unix and not authority):
+        return False  # `redis://:pa?ss@h` or `redis://u:p/ss@h`: a password, cut short
+    path, _, query = rest[len(authority) :].partition("?")
+    if "@" in path or "#" in path:
+        return False
+    return all("@" not in name for name, _ in parse_qsl(query.partition("#")[0]))
+
+
+def _port_problem(hostport: str) -> str | None:
+    """Port 0, an empty port or one out of range is refused (never the default port)."""
+    if hostport.startswith("["):  # an IPv6 address: only what follows `]` is the port
+        after = hostport.partition("]")[2]
+        if not after.startswith(":"):
+            return None
+        port = after[1:]
+    else:
+        _, colon, port = hostport.rpartition(":")
+        if not colon:
+            return None
+    if not port.isascii() or not port.isdigit():
+        return "the port must be a number from 1 to 65535"
+    if not 0 < int(port[:6]) <= 65535:
+        return f"the port must be a number from 1 to 65535, got {port[:6]}"
+    return None
+
+
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _is_positive(value: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number > 0
+
+
+def _is_count(value: str, least: int) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 10 and int(value) >= least
+
+
+# What each option's value must be, beyond what redis-py parses.
+_OPTION_RULES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "db": (lambda v: _is_count(v, 0), "a database number"),
+    "socket_timeout": (_is_positive, "a number of seconds > 0"),
+    "socket_connect_timeout": (_is_positive, "a number of seconds > 0"),
+    "socket_read_size": (lambda v: _is_count(v, 1), "a whole number >= 1"),
+    "socket_keepalive": (lambda v: v.lower() in _BOOL_WORDS, "true or false"),
+    "max_connections": (lambda v: _is_count(v, 1), "a whole number >= 1"),
+    "health_check_interval": (lambda v: _is_count(v, 0), "a whole number of seconds"),
+    "client_name": (lambda v: re.fullmatch(r"[!-~]{1,128}", v) is not None, "printable, no spaces"),
+    "protocol": (lambda v: v in ("2", "3"), "2 or 3"),
+    "ssl_check_hostname": (lambda v: v.lower() in _BOOL_WORDS, "true or false"),
+    "ssl_cert_reqs": (
+        lambda v: v.lower() in ("none", "optional", "required"),
+        "none, optional or required",
+    ),
+}
+
+
+def _query_problem(query: str) -> str | None:
+    seen: set[str] = set()
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in seen:
+            return f"option {name!r} is given twice"
+        seen.add(name)
+        if name in ("password", "username"):
+            continue  # never quoted, never judged here
+        if value == "":
+            return f"option {name!r} has no value"
+        rule = _OPTION_RULES.get(name)
+        if rule is not None and not rule[0](value):
+            return f"option {name!r} must be {rule[1]}"
+    return None
 
 
 # What parse_url may yield that a connection accepts; anything else would only fail later,
@@ -290,13 +419,15 @@ def _failure(settings: RedisSettings, error: BaseException, timeout_s: float) ->
 
 
 def _secrets(settings: RedisSettings) -> list[str]:
-    """Passwords that must never appear in a message, even quoted back by a server."""
-    try:
-        from_url = _parse_url(settings.url).get("password")
-    except ValueError:
-        from_url = None
+    """Passwords that must never appear in a message, even quoted back by a server: as
+    given, and percent-decoded, from the flag or env, the URL's authority and its query."""
+    rest = settings.url.partition("://")[2]
+    found = [settings.password, _userinfo(rest)[1]]
+    found += [v for k, v in parse_qsl(rest.partition("?")[2]) if k == "password"]
+    found += [unquote(p) for p in found if p]
     # A one- or two-character secret would mask unrelated letters; those are not worth hiding.
-    return [p for p in (settings.password, from_url) if p and len(p) >= 3]
+    # Longest first, so a secret is not half-masked by a shorter one inside it.
+    return sorted({p for p in found if p and len(p) >= 3}, key=len, reverse=True)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

@@ -10,6 +10,8 @@ import click
 
 from swarm.board import BoardError
 from swarm.config import ConnectionFailed, EmbeddedStartFailed
+from swarm.display import safe_line
+from swarm.keys import InvalidSwarmId, check_swarm_id
 from swarm.models import ModelError
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
@@ -28,6 +30,25 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def checked_swarm_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
+    """A click callback: a swarm id given on the command line must follow the id rule."""
+    if value is None:
+        return None
+    try:
+        return check_swarm_id(value)
+    except InvalidSwarmId as exc:
+        raise click.ClickException(str(exc)) from None  # one line, not a usage screen
+
+
+def checked_swarm_ids(ctx: Any, param: Any, values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(str(checked_swarm_id(ctx, param, v)) for v in values)
+
+
+def one_line(exc: BaseException) -> click.ClickException:
+    """The error as click's one line, its text made safe to show (it may quote user input)."""
+    return click.ClickException(safe_line(exc))
+
+
 def user_errors(fn: F) -> F:
     """A click command whose user errors print as one line (exit 1) instead of a traceback."""
 
@@ -35,7 +56,11 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:
+            raise one_line(exc) from None  # it may quote a task id or other input
         except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
+            raise one_line(exc) from None
 
     return wrapper  # type: ignore[return-value]

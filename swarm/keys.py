@@ -6,6 +6,7 @@ single slot and a swarm runs unchanged on Redis Cluster (swarms shard by id).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 INDEX = "swarm:index"  # zset: swarm id -> created (ms); not tagged, single-key commands only
@@ -19,9 +20,42 @@ def exec_queue(swarm_id: str | None = None, base: str = EXEC_QUEUE) -> str:
     return f"{base}:{swarm_id}" if swarm_id else base
 
 
+# A swarm id is 1 to 64 characters: ASCII letters, digits, '.', '_' and '-', starting with a
+# letter or a digit. It is part of every key (inside the `{...}` hash tag, so no braces),
+# of queue names and of file names, and it is shown on screens: nothing else may pass.
+SWARM_ID_MAX = 64
+SWARM_ID_RULE = (
+    f"1 to {SWARM_ID_MAX} characters: letters, digits, '.', '_' and '-', "
+    "starting with a letter or a digit"
+)
+_SWARM_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{SWARM_ID_MAX - 1}}}")
+
+
+class InvalidSwarmId(ValueError):
+    """A swarm id outside the documented character set or length."""
+
+
+def is_swarm_id(value: object) -> bool:
+    return isinstance(value, str) and _SWARM_ID.fullmatch(value) is not None
+
+
+def check_swarm_id(value: str) -> str:
+    """`value` if it is a valid swarm id, else InvalidSwarmId with a one-line message."""
+    if is_swarm_id(value):
+        return value
+    from swarm.display import safe_line
+
+    shown = safe_line(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise InvalidSwarmId(f"invalid swarm id '{shown}': a swarm id is {SWARM_ID_RULE}")
+
+
 @dataclass(frozen=True)
 class SwarmKeys:
     swarm_id: str
+
+    def __post_init__(self) -> None:
+        check_swarm_id(self.swarm_id)  # every key of a swarm is built here
 
     @property
     def prefix(self) -> str:

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import math
 
+# The most pheromone a task may hold. Deposits are capped here (on the server too, in
+# swarm/lua/_lib.lua), so no number of boosts makes a level, a claim weight or a sum of
+# levels overflow a double; it is also the largest single boost.
+MAX_LEVEL = 1e12
+LOG_MAX_LEVEL = math.log(MAX_LEVEL)
+
 
 def decay_rate(half_life_s: float) -> float:
     """lambda = ln 2 / H, per second."""
@@ -31,8 +37,15 @@ def score_of(amount: float, t_s: float, lam: float) -> float:
 
 
 def level(score: float, t_s: float, lam: float) -> float:
-    """The pheromone a stored score stands for at `t_s` seconds after the epoch."""
-    return math.exp(score - lam * t_s)
+    """The pheromone a stored score stands for at `t_s` seconds after the epoch.
+
+    A score read back from Redis is untrusted: one written past the cap (or +inf) reads as
+    MAX_LEVEL, and anything that is not a number (NaN from a bad decay rate) as none.
+    """
+    exponent = score - lam * t_s
+    if math.isnan(exponent):
+        return 0.0
+    return math.exp(min(exponent, LOG_MAX_LEVEL))
 
 
 def deposit(score: float, amount: float, t_s: float, lam: float) -> float:

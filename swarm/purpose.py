@@ -101,38 +101,48 @@ class _Range:
         return f"must be between {_num(self.lo)} and {_num(self.hi)}"
 
 
+# Every setting has an upper bound too: the blackboard turns them into milliseconds, decay
+# rates and log-space scores, where a huge value overflows (inf, then NaN) part-way through
+# writing a swarm. Within these bounds the decay exponent stays far from overflow (lambda is
+# at most ln 2 / 0.1 s, for at most 1e7 s) and the claim rule's weights stay finite.
 _BUDGET_RANGES = {
     "max_tasks": _Range(1, 1_000_000),
     "max_depth": _Range(0, 16),
-    "max_tokens": _Range(1),
-    "deadline_s": _Range(0, lo_open=True),
-    "max_attempts": _Range(1),
+    "max_tokens": _Range(1, 1e12),
+    "deadline_s": _Range(0, 1e7, lo_open=True),
+    "max_attempts": _Range(1, 100),
     "max_children": _Range(1, 32),
-    "lease_s": _Range(5),
+    "lease_s": _Range(5, 86_400),
 }
 _TUNING_RANGES = {
-    "half_life_s": _Range(0, lo_open=True),
-    "initial": _Range(0, lo_open=True),
-    "q": _Range(0),
+    "half_life_s": _Range(0.1, 1e9),
+    "initial": _Range(0, 1e6, lo_open=True),
+    "q": _Range(0, 1e6),
     "rho_fail": _Range(0, 1, lo_open=True),
-    "alpha": _Range(0),
-    "beta": _Range(0),
+    "alpha": _Range(0, 10),
+    "beta": _Range(0, 10),
     "epsilon": _Range(0, 1),
     "candidates": _Range(1, 256),
-    "synth_bonus": _Range(0),
+    "synth_bonus": _Range(0, 1e6),
 }
+
+# Front matter is a small, flat mapping: YAML beyond this is refused before it is built.
+MAX_YAML_DEPTH = 4  # the document, `budgets`, a value, and one level a wrong value may hold
+MAX_YAML_NODES = 2_000
+MAX_FRONT_MATTER = 16 * 1024  # characters
+MAX_SHOWN = 60  # characters of a value quoted back in an error message
 
 # Indented two or more, a marker starts a nested list, which stays part of its parent item.
 _LIST_ITEM = re.compile(r"^ ?(?:[-*+]|\d{1,9}[.)])(?:\s+(.*))?$")
-_TAGS = re.compile(r"\s*\[tags:([^\]]*)\]\s*$", re.IGNORECASE)
-_TASKS_HEADING = re.compile(r"^##\s+tasks\s*#*\s*$", re.IGNORECASE)
+_TAGS_OPEN = re.compile(r"\[tags:", re.IGNORECASE)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # markdown's three line endings
 _SECTION_END = re.compile(r"^#{1,2}(?:\s|$)")
 _HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s|$)")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else repr(float(x))
 
 
 def _fail(source: str, message: str, line: int | None = None) -> NoReturn:
@@ -179,8 +189,7 @@ def _decode(data: bytes, source: str) -> str:
 def parse_purpose(text: str, source: str = "<purpose>") -> Purpose:
     """Parse the text of a purpose file; `source` names it in error messages."""
     _check_raw(text, source)
-    lines = text.removeprefix("\ufeff").split("\n")
-    lines = [line.removesuffix("\r") for line in lines]
+    lines = _LINE_BREAK.split(text.removeprefix("\ufeff"))
     meta, body_start = _front_matter(lines, source)
     body = lines[body_start:]
     settings = _settings(meta, source)
@@ -223,11 +232,22 @@ def _front_matter(lines: list[str], source: str) -> tuple[_Meta, int]:
     if close is None:
         _fail(source, "front matter opened with '---' but never closed by a '---' line", 1)
     yaml_text = "\n".join(lines[1:close])
+    if len(yaml_text) > MAX_FRONT_MATTER:
+        # a few settings; a bound on it bounds the YAML scanner's cost too
+        _fail(
+            source,
+            f"front matter is over {MAX_FRONT_MATTER // 1024} KiB; it holds a few settings",
+            2,
+        )
     try:
-        node = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
-        values = yaml.safe_load(yaml_text)
+        node, values = _load_yaml(yaml_text, source)
     except yaml.YAMLError as e:
         _yaml_error(e, source)
+    except PurposeError:
+        raise
+    except (ValueError, OverflowError, RecursionError) as e:
+        # a value the YAML resolver cannot build: a 5,000-digit integer, a 13th month...
+        _fail(source, f"front matter has a value that cannot be read: {_cut(str(e))}", 2)
     if values is None:
         return empty, close + 1
     if not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
@@ -235,9 +255,101 @@ def _front_matter(lines: list[str], source: str) -> tuple[_Meta, int]:
     return _Meta(values, _key_lines(node, source)), close + 1
 
 
+class _YamlRefused(Exception):
+    """Front matter refused while it is composed; `line` is its file line."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.line = mark.line + 2 if mark is not None else 1
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (its own parser: libyaml marks some errors a line late) that
+    refuses anchors and aliases (an alias bomb expands to gigabytes), nesting deeper than
+    MAX_YAML_DEPTH (the composer recurses) and more than MAX_YAML_NODES nodes, as it
+    composes: in one pass, before anything big or deep is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _YamlRefused(
+                "uses YAML anchors or aliases ('&', '*'); write values out", event.start_mark
+            )
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise _YamlRefused(f"has more than {MAX_YAML_NODES} YAML nodes", event.start_mark)
+        collection = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
+        if collection and self._depth >= MAX_YAML_DEPTH:
+            raise _YamlRefused(f"nests deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _flow_depth(yaml_text: str) -> int:
+    """How deep `[` and `{` nest outside quotes and comments: one linear pass. PyYAML's
+    scanner keeps every `[` of a line as a possible key and rescans them per token, so a
+    deep flow line costs it quadratic time before the composer sees the first level."""
+    depth = deepest = 0
+    quote = ""
+    previous = "\n"
+    chars = iter(yaml_text)
+    for ch in chars:
+        if quote:
+            if ch == "\\" and quote == '"':
+                next(chars, "")
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"" and previous in " \t\n[{,:":
+            quote = ch
+        elif ch == "#" and previous in " \t\n":
+            for ch in chars:  # a comment runs to the end of its line
+                if ch == "\n":
+                    break
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        previous = ch
+    return deepest
+
+
+def _load_yaml(yaml_text: str, source: str) -> tuple[Any, Any]:
+    """The front matter's node tree and its values, from one bounded parse."""
+    if _flow_depth(yaml_text) > MAX_YAML_DEPTH:
+        _fail(source, f"front matter nests deeper than {MAX_YAML_DEPTH} levels", 2)
+    loader = _BoundedLoader(yaml_text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    except _YamlRefused as e:
+        _fail(source, f"front matter {e}", e.line)
+    finally:
+        loader.dispose()
+
+
+def _cut(text: str, limit: int = MAX_SHOWN) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: object) -> str:
+    """A value quoted in an error message: its repr, cut short (never megabytes)."""
+    if isinstance(value, dict | list):
+        return f"{_kind(value)} of {len(value)}"
+    return _cut(repr(value))
+
+
 def _yaml_error(e: yaml.YAMLError, source: str) -> NoReturn:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    problem = _cut(getattr(e, "problem", None) or str(e).splitlines()[0], 200)
     # The YAML starts on file line 2, after the opening `---`; marks are 0-based.
     line = mark.line + 2 if mark is not None else 1
     _fail(source, f"front matter is not valid YAML: {problem}", line)
@@ -303,10 +415,11 @@ def _check_keys(
     for key in mapping:
         if isinstance(key, str) and key in known:
             continue
-        guess = difflib.get_close_matches(str(key), known, n=1)
+        # a typo is short; comparing a huge key letter by letter would only cost time
+        guess = difflib.get_close_matches(str(key), known, n=1) if len(str(key)) < 40 else []
         hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(known)}"
         line = meta.lines.get((*prefix, str(key)))
-        _fail(source, f"unknown {what} {key!r} ({hint})", line)
+        _fail(source, f"unknown {what} {_shown(key)} ({hint})", line)
 
 
 def _name(meta: _Meta, value: object, source: str) -> str:
@@ -321,7 +434,7 @@ def _name(meta: _Meta, value: object, source: str) -> str:
 def _sandbox(meta: _Meta, value: object, source: str) -> str:
     if value not in SANDBOXES:
         line = meta.lines.get(("sandbox",))
-        _fail(source, f"'sandbox' must be one of {', '.join(SANDBOXES)}; got {value!r}", line)
+        _fail(source, f"'sandbox' must be one of {', '.join(SANDBOXES)}; got {_shown(value)}", line)
     return str(value)
 
 
@@ -341,7 +454,8 @@ def _numbers(
         line = meta.lines.get((section, key))
         number = _number(f"{section}.{key}", value, types[key], source, line)
         if not ranges[key].admits(number):
-            _fail(source, f"{section}.{key} {ranges[key].describe()}, got {_num(number)}", line)
+            got = _cut(_num(number))
+            _fail(source, f"{section}.{key} {ranges[key].describe()}, got {got}", line)
         changes[key] = number
     return replace(defaults, **changes)
 
@@ -350,12 +464,25 @@ def _number(what: str, value: object, want: type, source: str, line: int | None)
     # bool is a subclass of int, but `max_depth: yes` is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int | float):
         hint = " (remove the quotes)" if _looks_numeric(value) else ""
-        _fail(source, f"{what} must be {_a(want)}, got {_kind(value)} {value!r}{hint}", line)
+        _fail(source, f"{what} must be {_a(want)}, got {_kind(value)} {_shown(value)}{hint}", line)
     if want is int and not isinstance(value, int):
-        _fail(source, f"{what} must be a whole number, got {value!r}", line)
+        _fail(source, f"{what} must be a whole number, got {_shown(value)}", line)
     if not math.isfinite(value):
-        _fail(source, f"{what} must be a finite number, got {value!r}", line)
+        _fail(source, f"{what} must be a finite number, got {_shown(value)}", line)
     return value if want is int else float(value)
+
+
+def check_ranges(purpose: Purpose, source: str = "<purpose>") -> None:
+    """Every budget and tuning number in its range: what the blackboard checks again before
+    it writes a swarm, whoever built the Purpose (a parsed file is checked already)."""
+    for section, numbers, ranges in (
+        ("budgets", purpose.budgets, _BUDGET_RANGES),
+        ("pheromone", purpose.tuning, _TUNING_RANGES),
+    ):
+        for key, rule in ranges.items():
+            value = getattr(numbers, key)
+            if not isinstance(value, int | float) or not rule.admits(value):
+                _fail(source, f"{section}.{key} {rule.describe()}, got {_cut(repr(value))}")
 
 
 def _looks_numeric(value: object) -> bool:
@@ -385,11 +512,29 @@ def _unfenced(body: list[str]) -> Iterator[tuple[int, str]]:
             yield i, line
 
 
+def _heading_text(line: str, marks: str) -> str | None:
+    """The text of an ATX heading `marks text #...`, or None; linear (no regex backtracking
+    on a long run of blanks)."""
+    n = len(marks)
+    if not line.startswith(marks) or not line[n : n + 1].isspace():
+        return None
+    text = line[n:].strip()
+    closed = text.rstrip("#")
+    if closed and closed != text and closed[-1].isspace():
+        text = closed.rstrip()  # the optional closing sequence, as in `# Title #`
+    return text
+
+
+def _is_tasks_heading(line: str) -> bool:
+    text = _heading_text(line, "##")
+    return text is not None and text.rstrip("#").rstrip().lower() == "tasks"
+
+
 def _title(body: list[str]) -> str:
     for _, line in _unfenced(body):
-        heading = re.match(r"^#\s+(.*?)(?:\s+#+)?\s*$", line)
-        if heading and heading.group(1).strip():
-            return heading.group(1).strip()[:MAX_TITLE]
+        heading = _heading_text(line, "#")
+        if heading:
+            return heading[:MAX_TITLE]
     # No `# Heading`: the first line with words, less any heading marks, names the purpose.
     candidates = [line.strip(" \t#") for _, line in _unfenced(body)] + [
         line.strip() for line in body
@@ -421,7 +566,7 @@ def _tasks_section(
     section: list[tuple[int, str]] = []
     for i, line in _unfenced(body):
         lineno = offset + i + 1
-        if _TASKS_HEADING.match(line):
+        if _is_tasks_heading(line):
             if heading is not None:
                 _fail(
                     source, f"a second '## Tasks' section (the first is at line {heading})", lineno
@@ -436,7 +581,7 @@ def _tasks_section(
 
 def _list_items(section: list[tuple[int, str]]) -> list[tuple[int, str]]:
     """Top-level list items with their continuation lines joined, as (file line, text)."""
-    items: list[tuple[int, str]] = []
+    items: list[tuple[int, list[str]]] = []  # parts joined once: linear in the section
     after_blank = False
     for lineno, line in section:
         if not line.strip() or _HEADING.match(line):
@@ -444,21 +589,21 @@ def _list_items(section: list[tuple[int, str]]) -> list[tuple[int, str]]:
             continue
         item = _LIST_ITEM.match(line)
         if item:
-            items.append((lineno, (item.group(1) or "").strip()))
+            items.append((lineno, [(item.group(1) or "").strip()]))
         elif items and (not after_blank or line[:1] in (" ", "\t")):
             # Lazy or indented continuation, nested lists included, belongs to the item above.
-            first, text = items[-1]
-            items[-1] = (first, f"{text} {line.strip()}".strip())
+            items[-1][1].append(line.strip())
         after_blank = False
-    return items
+    return [(first, " ".join(p for p in parts if p)) for first, parts in items]
 
 
 def _root_task(text: str, line: int, source: str) -> RootTask:
     tags: tuple[str, ...] = ()
-    marker = _TAGS.search(text)
-    if marker:
-        tags = _parse_tags(marker.group(1), line, source)
-        text = text[: marker.start()]
+    marker = _tags_marker(text)
+    if marker is not None:
+        start, raw = marker
+        tags = _parse_tags(raw, line, source)
+        text = text[:start]
     title, _, detail = text.partition(": ")
     title, detail = title.strip(), detail.strip()
     if not title:
@@ -466,6 +611,20 @@ def _root_task(text: str, line: int, source: str) -> RootTask:
     if len(title) > MAX_TITLE:
         _fail(source, f"task title is {len(title)} characters, at most {MAX_TITLE} allowed", line)
     return RootTask(title=title, detail=detail, tags=tags)
+
+
+def _tags_marker(text: str) -> tuple[int, str] | None:
+    """Where a trailing `[tags: a, b]` starts and what it lists, or None; one linear scan
+    (a regex search for it backtracked quadratically on a long line of `[tags:`)."""
+    end = text.rstrip()
+    if not end.endswith("]"):
+        return None
+    last = None
+    for match in _TAGS_OPEN.finditer(end):
+        last = match
+    if last is None or "]" in end[last.end() : -1]:
+        return None
+    return last.start(), end[last.end() : -1]
 
 
 def _parse_tags(raw: str, line: int, source: str) -> tuple[str, ...]:

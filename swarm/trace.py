@@ -17,7 +17,8 @@ import click
 
 from swarm import keys as key_names
 from swarm.board import Board, BoardError
-from swarm.errors import user_errors
+from swarm.display import json_safe, md_block, md_inline, safe_line
+from swarm.errors import checked_swarm_id, checked_swarm_ids, user_errors
 from swarm.keys import SwarmKeys
 from swarm.task import SwarmState
 
@@ -170,10 +171,6 @@ def _when(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
 
 
-def _quote(text: str) -> str:
-    return "\n".join("> " + line if line else ">" for line in text.splitlines() or [""])
-
-
 def _md_task(rec: dict[str, Any], out: list[str]) -> None:
     """One task as a list item; its children nested below it (iteratively, for deep trees)."""
     stack: list[tuple[dict[str, Any], int]] = [(rec, 0)]
@@ -187,34 +184,32 @@ def _md_task(rec: dict[str, Any], out: list[str]) -> None:
             facts.append(f"{task['attempts']} failed attempt(s)")
         if task["injected_by"]:
             facts.append(f"injected by {task['injected_by']}")
-        out.append(f"{pad}- **#{task['id']} {_md_inline(task['title'])}** ({', '.join(facts)})")
-        body = task["result"] or (f"reason: {task['reason']}" if task["reason"] else "")
-        for line in body.splitlines():
-            out.append(f"{pad}  {line}" if line.strip() else "")
+        title = f"#{md_inline(task['id'])} {md_inline(task['title'])}"
+        out.append(f"{pad}- **{title}** ({md_inline(', '.join(facts))})")
+        if task["result"]:
+            out += ["", *md_block(task["result"], pad + "  ")]
+        elif task["reason"]:
+            out += ["", f"{pad}  reason: {md_inline(task['reason'])}"]
         stack.extend((c, lvl + 1) for c in reversed(task["children"]))
-
-
-def _md_inline(text: str) -> str:
-    return " ".join(text.split()).replace("*", r"\*")
-
-
-def _md_cell(text: str) -> str:
-    return _md_inline(text).replace("|", r"\|")
 
 
 def to_markdown(data: dict[str, Any]) -> str:
     """The export as a document a person reads top to bottom: answer first, then how."""
+    # Every string from Redis (titles, texts, results, names, even state words) is written
+    # as escaped inline text or inside a fence it cannot close: it cannot forge a heading,
+    # a link, HTML or a table row, nor carry a terminal escape.
     b = data["budgets"]
+    answer = data["answer"]
     lines = [
-        f"# {_md_inline(data['title']) or data['swarm']}",
+        f"# {md_inline(data['title']) or md_inline(data['swarm'])}",
         "",
-        f"Swarm `{data['swarm']}`: **{data['state']}**"
-        + (f" ({data['outcome']})" if data["outcome"] else "")
+        f"Swarm {md_inline(data['swarm'])}: **{md_inline(data['state'])}**"
+        + (f" ({md_inline(data['outcome'])})" if data["outcome"] else "")
         + f", started {_when(data['created'])}, finished {_when(data['finished'])}.",
         "",
         "## Answer",
         "",
-        data["answer"] if data["answer"] is not None else "_No answer yet._",
+        *(md_block(answer) if answer is not None else ["_No answer yet._"]),
         "",
         "## Budgets",
         "",
@@ -228,7 +223,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         "",
         "## Purpose",
         "",
-        _quote(data["purpose"]),
+        *md_block(data["purpose"]),
         "",
         f"## Tasks ({data['task_count']})",
         "",
@@ -241,10 +236,8 @@ def to_markdown(data: dict[str, Any]) -> str:
         rest = {k: v for k, v in ev.items() if k not in ("id", "type", "task", "worker", "at")}
         detail = " ".join(f"{k}={v}" for k, v in rest.items())
         at = int(_num(ev.get("at")))
-        lines.append(
-            f"| {_when(at)} | {ev.get('type', '')} | {ev.get('task', '')} "
-            f"| {_md_cell(ev.get('worker', ''))} | {_md_cell(detail)} |"
-        )
+        cells = (ev.get("type", ""), ev.get("task", ""), ev.get("worker", ""), detail)
+        lines.append(f"| {_when(at)} | " + " | ".join(md_inline(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,9 +262,13 @@ def delete_swarm(client: Any, swarm_id: str) -> int:
 
 
 def _options(fn: F) -> F:
-    fn = click.option("--swarm", "swarm_id", metavar="ID", help="Which swarm (default: newest).")(
-        fn
-    )
+    fn = click.option(
+        "--swarm",
+        "swarm_id",
+        metavar="ID",
+        callback=checked_swarm_id,
+        help="Which swarm (default: newest).",
+    )(fn)
     return click.option(
         "--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL)."
     )(fn)
@@ -309,7 +306,9 @@ def export(
         "md" if output is not None and output.suffix.lower() in (".md", ".markdown") else "json"
     )
     text = (
-        to_markdown(data) if fmt == "md" else json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        to_markdown(data)
+        if fmt == "md"
+        else json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
     )
     if output is None:
         click.echo(text, nl=False)
@@ -321,7 +320,7 @@ def export(
 
 
 @click.command()
-@click.argument("swarm_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("swarm_ids", metavar="ID...", nargs=-1, required=True, callback=checked_swarm_ids)
 @click.option(
     "--force", is_flag=True, help="Also remove a swarm that is still running (cancels it first)."
 )
@@ -371,4 +370,4 @@ def inject(
     """
     board = _board(redis_url, swarm_id)
     tid = board.inject(text, _who(), parent=parent, detail=detail, tags=tags.split(","))
-    click.echo(f"injected task {tid} under {parent} in {board.id}")
+    click.echo(safe_line(f"injected task {tid} under {parent} in {board.id}"))

@@ -21,10 +21,12 @@ from typing import IO
 import click
 from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.text import Text
 
 from swarm.board import Board
 from swarm.config import RedisSettings, connect, data_dir, redis_settings, start_embedded
-from swarm.errors import USER_ERRORS
+from swarm.display import safe_line, safe_text
+from swarm.errors import USER_ERRORS, one_line
 from swarm.purpose import load_purpose
 from swarm.task import SwarmState
 from swarm.watch import WatchState, render, snapshot
@@ -70,7 +72,8 @@ def _redis(opts: UpOptions, home: Path) -> Iterator[RedisSettings]:
         return
     with _home_lock(home):
         server, settings = start_embedded(home)
-        console.print(f"[dim]embedded Valkey at {settings.url}, data in {home / 'valkey'}[/]")
+        where = f"embedded Valkey at {settings.url}, data in {home / 'valkey'}"
+        console.print(Text(safe_line(where), style="dim"))
         try:
             yield settings
         finally:
@@ -183,7 +186,7 @@ def run_up(opts: UpOptions) -> str:
     with _redis(opts, home) as settings, ExitStack() as stack:
         client = connect(settings)
         board = Board.seed(client, purpose)
-        console.print(f"seeded [bold]{board.id}[/]: {purpose.title}")
+        console.print(Text.assemble("seeded ", (board.id, "bold"), ": ", safe_line(purpose.title)))
         env = {**os.environ, "SWARM_REDIS_URL": settings.url}
         procs: list[subprocess.Popen[bytes]] = []
         logs: list[Path] = []
@@ -232,9 +235,10 @@ def up(
 ) -> None:
     """Seed PURPOSE, run N workers on it, and print the final answer."""
     opts = UpOptions(purpose, workers, mind, model, redis_url, slots, not no_code, not quiet)
-    errors: tuple[type[Exception], ...] = (UpError, *USER_ERRORS)
     try:
         answer = run_up(opts)
-    except errors as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(answer)
+    except UpError as exc:
+        raise click.ClickException(safe_text(exc)) from None  # may end with worker log tails
+    except USER_ERRORS as exc:
+        raise one_line(exc) from None
+    click.echo(safe_text(answer))

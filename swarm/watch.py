@@ -24,6 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from swarm.board import NoSuchSwarm, list_swarms, stale_s
+from swarm.display import safe_line
+from swarm.errors import checked_swarm_id
 from swarm.keys import SwarmKeys
 from swarm.pheromone import level
 
@@ -188,18 +190,21 @@ def _tail_rows(height: int) -> int:
 # -- reading ----------------------------------------------------------------------------------
 
 
+# Everything read from Redis is untrusted: a field that is not a finite number reads as the
+# default, so no frame fails on 'inf', 'nan' or '1e999'.
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
 def _float(value: Any, default: float = 0.0) -> float:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return default
+    return number if math.isfinite(number) else default
 
 
 @dataclass
@@ -586,7 +591,7 @@ SPARKS = "▁▂▃▄▅▆▇█"
 def bar(fraction: float, width: int, style: str) -> Text:
     """A left-to-right bar in eighths of a cell, `width` cells wide, the rest shaded
     (shading rather than colour alone, so it reads in a plain capture or a 16-colour SSH)."""
-    fraction = min(max(fraction, 0.0), 1.0)
+    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else float(fraction > 0)
     full, part = divmod(round(fraction * width * 8), 8)
     filled = "█" * full + (EIGHTHS[part] if part else "")
     return Text.assemble((filled, style), ("░" * (width - len(filled)), "bright_black"))
@@ -805,8 +810,27 @@ def _event_style(etype: str) -> str:
     return "green" if etype in ("completed", "done") else ""
 
 
+def shown(value: Any) -> Any:
+    """`value` with every string in it made safe to show (see swarm/display.py): titles,
+    results, worker names, event fields and the swarm's own state all come from Redis."""
+    if isinstance(value, str):
+        return safe_line(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: shown(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, tuple):
+        return tuple(shown(v) for v in value)
+    if isinstance(value, dict):
+        return {shown(k): shown(v) for k, v in value.items()}
+    return value
+
+
 def render(snap: Snapshot, width: int = 80, height: int | None = None) -> RenderableType:
-    """One frame of `snap`, `width` columns and at most `height` lines (default: as read)."""
+    """One frame of `snap`, `width` columns and at most `height` lines (default: as read).
+
+    Only a `shown` copy is drawn, and only as rich Text: never markup, never raw controls.
+    """
+    snap = shown(snap)
     p = plan(height or snap.height, len(snap.workers))
     spare = max(p.tree - len(snap.tree), 0)  # a small tree leaves room for more events
     return Group(
@@ -821,7 +845,7 @@ def render(snap: Snapshot, width: int = 80, height: int | None = None) -> Render
 
 
 def message(text: str, style: str = "yellow") -> RenderableType:
-    return Text(text, style=style)
+    return Text(safe_line(text), style=style)
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -864,7 +888,13 @@ def live(client: Any, swarm_id: str | None, refresh: float, console: Console) ->
 
 @click.command()
 @click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
-@click.option("--swarm", "swarm_id", metavar="ID", help="Which swarm (default: the newest).")
+@click.option(
+    "--swarm",
+    "swarm_id",
+    metavar="ID",
+    callback=checked_swarm_id,
+    help="Which swarm (default: the newest).",
+)
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON and exit.")
 @click.option(
@@ -879,7 +909,7 @@ def watch(
 ) -> None:
     """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
     from swarm.cli import _client
-    from swarm.errors import USER_ERRORS
+    from swarm.errors import USER_ERRORS, one_line
 
     try:
         client = _client(redis_url)
@@ -888,7 +918,7 @@ def watch(
             return
         live(client, swarm_id, refresh, Console())
     except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+        raise one_line(exc) from None
     except KeyboardInterrupt:
         pass  # Live has restored the screen and the cursor on its way out
 

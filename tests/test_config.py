@@ -205,12 +205,12 @@ def test_no_password_given(protected: int) -> None:
     [
         ("localhost:6379", "expected redis://host:port"),
         ("http://:pw-in-http@x", "expected redis://host:port"),
-        (f"redis://:{SECRET}@h:port", "Port could not be cast"),
-        ("redis://h:99999", "Port out of range"),
+        (f"redis://:{SECRET}@h:port", "the port must be a number from 1 to 65535"),
+        ("redis://h:99999", "the port must be a number from 1 to 65535, got 99999"),
         ("redis://h/abc", "the path must be a database number, got '/abc'"),
         ("redis://h?nonsense=1", "unknown option 'nonsense'"),
         ("redis://h?ssl_cert_reqs=none", "'ssl_cert_reqs' (TLS options need rediss://)"),
-        ("redis://h?db=x", "Invalid value for 'db'"),
+        ("redis://h?db=x", "option 'db' must be a database number"),
         ("unix://", "unix:// needs a socket path"),
     ],
 )

@@ -293,6 +293,10 @@ def test_name_must_be_one_short_line() -> None:
     assert "'name' must be one line" in fails(front('name: "a\\nb"\n'))
 
 
+# Out-of-range values as the message shows them (YAML 1.1 needs the dot in `1.0e+300`).
+SHOWN = {"1.0e+300": "1e+300", "1.0e-300": "1e-300", "1.0e-310": "1e-310"}
+
+
 @pytest.mark.parametrize(
     ("key", "value", "rule"),
     [
@@ -300,39 +304,47 @@ def test_name_must_be_one_short_line() -> None:
         ("max_tasks", "1000001", "must be between 1 and 1000000"),
         ("max_depth", "-1", "must be between 0 and 16"),
         ("max_depth", "17", "must be between 0 and 16"),
-        ("max_tokens", "0", "must be >= 1"),
-        ("deadline_s", "0", "must be > 0"),
-        ("max_attempts", "0", "must be >= 1"),
+        ("max_tokens", "0", "must be between 1 and 1000000000000"),
+        ("max_tokens", "1000000000001", "must be between 1 and 1000000000000"),
+        ("deadline_s", "0", "must be > 0 and <= 10000000"),
+        ("deadline_s", "1.0e+300", "must be > 0 and <= 10000000"),
+        ("max_attempts", "0", "must be between 1 and 100"),
+        ("max_attempts", "101", "must be between 1 and 100"),
         ("max_children", "0", "must be between 1 and 32"),
         ("max_children", "33", "must be between 1 and 32"),
-        ("lease_s", "4.5", "must be >= 5"),
+        ("lease_s", "4.5", "must be between 5 and 86400"),
+        ("lease_s", "86401", "must be between 5 and 86400"),
     ],
 )
 def test_budget_ranges(key: str, value: str, rule: str) -> None:
     message = fails(front(f"budgets:\n  {key}: {value}\n"))
-    assert message == f"purpose.md:3: budgets.{key} {rule}, got {value}"
+    assert message == f"purpose.md:3: budgets.{key} {rule}, got {SHOWN.get(value, value)}"
 
 
 @pytest.mark.parametrize(
     ("key", "value", "rule"),
     [
-        ("half_life_s", "0", "must be > 0"),
-        ("initial", "0", "must be > 0"),
-        ("q", "-0.1", "must be >= 0"),
+        ("half_life_s", "0", "must be between 0.1 and 1000000000"),
+        ("half_life_s", "1.0e-300", "must be between 0.1 and 1000000000"),
+        ("half_life_s", "1.0e-310", "must be between 0.1 and 1000000000"),
+        ("initial", "0", "must be > 0 and <= 1000000"),
+        ("initial", "1.0e+300", "must be > 0 and <= 1000000"),
+        ("q", "-0.1", "must be between 0 and 1000000"),
         ("rho_fail", "0", "must be > 0 and <= 1"),
         ("rho_fail", "1.5", "must be > 0 and <= 1"),
-        ("alpha", "-1", "must be >= 0"),
-        ("beta", "-1", "must be >= 0"),
+        ("alpha", "-1", "must be between 0 and 10"),
+        ("alpha", "11", "must be between 0 and 10"),
+        ("beta", "-1", "must be between 0 and 10"),
         ("epsilon", "-0.1", "must be between 0 and 1"),
         ("epsilon", "1.1", "must be between 0 and 1"),
         ("candidates", "0", "must be between 1 and 256"),
         ("candidates", "257", "must be between 1 and 256"),
-        ("synth_bonus", "-1", "must be >= 0"),
+        ("synth_bonus", "-1", "must be between 0 and 1000000"),
     ],
 )
 def test_tuning_ranges(key: str, value: str, rule: str) -> None:
     message = fails(front(f"pheromone:\n  {key}: {value}\n"))
-    assert message == f"purpose.md:3: pheromone.{key} {rule}, got {value}"
+    assert message == f"purpose.md:3: pheromone.{key} {rule}, got {SHOWN.get(value, value)}"
 
 
 @pytest.mark.parametrize("value", ["docker", "'E2B'", "1", "null"])

@@ -45,11 +45,21 @@ local function deposit_score(amount, now)
   return math.log(amount) + decay_offset(now)
 end
 
+-- The most pheromone a task may hold (swarm/pheromone.py MAX_LEVEL): any deposit, however
+-- large or repeated, leaves a level at most this, so scores and claim weights stay finite.
+local MAX_LEVEL = 1e12
+
+-- Deposit on an open task; false when it is not open or the amount is not a positive,
+-- finite number (tonumber reads 'nan' and 'inf', and NaN fails every comparison).
 local function deposit(tid, amount, now)
-  if amount <= 0 then return false end
+  if not amount or not (amount > 0 and amount < math.huge) then return false end
   local s = redis.call('ZSCORE', OPEN, tid)
   if not s then return false end
-  redis.call('ZADD', OPEN, fmt(logaddexp(tonumber(s), deposit_score(amount, now))), tid)
+  local cap = math.log(MAX_LEVEL) + decay_offset(now)
+  -- a stored score past the cap (or +inf, written by anyone) counts as the cap
+  local current = math.min(tonumber(s), cap)
+  local added = deposit_score(math.min(amount, MAX_LEVEL), now)
+  redis.call('ZADD', OPEN, fmt(math.min(logaddexp(current, added), cap)), tid)
   return true
 end
 
