@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 
-from swarm import __version__
+from swarm import __version__, system
 from swarm.board import Board, list_swarms
 from swarm.config import (
     RedisSettings,
@@ -160,10 +160,16 @@ def worker(
 
 def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
     try:
-        from swarm.sandbox.client import runner_factory
+        from swarm.sandbox.client import runner_factory, served_runner_factory
     except ImportError:
         return None
-    return runner_factory(settings.for_exec())
+    if system.LOCAL_JAIL:
+        return runner_factory(settings.for_exec())
+    logging.getLogger("swarm.worker").warning(
+        "the local jail is Linux-only: code runs on executors serving the exec queue "
+        "(`swarm executor` on a Linux machine, or with E2B), and is offered only while one does"
+    )
+    return served_runner_factory(settings.for_exec())
 
 
 @cli.command()

@@ -6,9 +6,7 @@ sandbox executor, shows progress, prints the root's answer, and cleans up.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,8 +20,16 @@ import click
 from rich.console import Console, RenderableType
 from rich.live import Live
 
+from swarm import system
 from swarm.board import Board
-from swarm.config import RedisSettings, connect, data_dir, redis_settings, start_embedded
+from swarm.config import (
+    RedisSettings,
+    connect,
+    data_dir,
+    embedded_available,
+    redis_settings,
+    start_embedded,
+)
 from swarm.errors import USER_ERRORS
 from swarm.purpose import load_purpose
 from swarm.task import SwarmState
@@ -52,14 +58,13 @@ class UpOptions:
 def _home_lock(home: Path) -> Iterator[None]:
     """One `swarm up` per data dir: two Valkeys on one AOF would corrupt it."""
     home.mkdir(parents=True, exist_ok=True)
-    with open(home / "up.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UpError(
-                f"another `swarm up` is using {home}; wait for it or set SWARM_HOME elsewhere"
-            ) from None
-        yield
+    try:
+        with system.exclusive_lock(home / "up.lock"):
+            yield
+    except system.Locked:
+        raise UpError(
+            f"another `swarm up` is using {home}; wait for it or set SWARM_HOME elsewhere"
+        ) from None
 
 
 @contextmanager
@@ -68,6 +73,11 @@ def _redis(opts: UpOptions, home: Path) -> Iterator[RedisSettings]:
     if settings is not None:
         yield settings
         return
+    if not embedded_available():
+        raise UpError(
+            "swarm up needs --redis URL here: the embedded Valkey has no build for this "
+            "platform; any Redis 7 will do (Docker, WSL, Memurai, or a server elsewhere)"
+        )
     with _home_lock(home):
         server, settings = start_embedded(home)
         console.print(f"[dim]embedded Valkey at {settings.url}, data in {home / 'valkey'}[/]")
@@ -84,6 +94,7 @@ def _spawn(args: list[str], env: dict[str, str], log: IO[str]) -> subprocess.Pop
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        **system.child_options(),
     )
 
 
@@ -99,6 +110,8 @@ def _worker_args(opts: UpOptions, swarm_id: str) -> list[str]:
 
 
 def _executor_available() -> bool:
+    if not system.executor_can_run_here():
+        return False
     try:
         import swarm.sandbox.commands  # noqa: F401
     except ImportError:
@@ -109,7 +122,7 @@ def _executor_available() -> bool:
 def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            system.ask_to_stop(p)
     deadline = time.monotonic() + timeout_s
     for p in procs:
         try:
