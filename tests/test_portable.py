@@ -54,7 +54,8 @@ BOOT = textwrap.dedent(
 
     # None in sys.modules: `import fcntl` raises ModuleNotFoundError and find_spec says
     # None, as where the module does not exist.
-    BLOCKED = {POSIX_MODULES!r} + tuple(filter(None, os.environ.get("PORTABLE_BLOCK", "").split(",")))
+    EXTRA = os.environ.get("PORTABLE_BLOCK", "")
+    BLOCKED = {POSIX_MODULES!r} + tuple(filter(None, EXTRA.split(",")))
     for name in BLOCKED:
         sys.modules[name] = None
     for module, members in ((os, {OS_MEMBERS!r}), (signal, {SIGNAL_MEMBERS!r})):

@@ -99,10 +99,14 @@ def choose_provider(requested: str, available: tuple[str, ...], built_for: tuple
     if requested not in CHOICES:
         raise ModelError(f"unknown provider {requested!r}; choose one of: {', '.join(CHOICES)}")
     if requested == "auto":
-        for name in (*built_for, *AUTO_ORDER):
-            if name in available:
-                return name
-        return "cpu"
+        chosen = next(n for n in (*built_for, *AUTO_ORDER, "cpu") if n in (*available, "cpu"))
+        if built_for and chosen not in built_for:
+            log.warning(
+                "the model was built for %s, which this onnxruntime-genai lacks; running on %s",
+                ", ".join(built_for),
+                chosen,
+            )
+        return chosen
     if requested not in available:
         raise ModelError(
             f"provider {requested!r} is not available in the installed onnxruntime-genai "
