@@ -179,7 +179,8 @@ def _check_mind(opts: UpOptions) -> None:
     if kind == "onnx":
         from swarm.models import check_model_dir, find_model
 
-        check_model_dir(find_model(rest or opts.model))
+        folder = rest.partition("?")[0]  # onnx:DIR?provider=dml
+        check_model_dir(find_model(folder or opts.model))
     elif kind == "sim":
         from swarm.minds.sim import parse_sim_spec
 

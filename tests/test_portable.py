@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest_models import tiny_model  # noqa: F401  (a fixture)
 
 import swarm
 from swarm import system
@@ -239,3 +240,20 @@ def test_code_is_offered_only_while_an_executor_serves_the_queue(redis_url: str)
         executor.register_death()
     now[0] += 31
     assert served("portable-test") is None
+
+
+def test_the_local_jail_off_linux_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm.sandbox import SandboxUnavailable, make_sandbox
+
+    monkeypatch.setattr(system, "LOCAL_JAIL", False)
+    with pytest.raises(SandboxUnavailable, match=r"^the local jail needs Linux \(bubblewrap\);"):
+        make_sandbox("local", env={})
+    with pytest.raises(SandboxUnavailable, match="needs Linux"):
+        make_sandbox("auto", env={})  # auto without an E2B key is the local jail
+
+
+def test_up_reads_the_model_folder_of_a_spec_with_a_provider(tiny_model: Path) -> None:  # noqa: F811
+    from swarm.up import UpOptions, _check_mind
+
+    _check_mind(UpOptions("p.md", mind=f"onnx:{tiny_model}?provider=auto"))
+    _check_mind(UpOptions("p.md", mind="onnx:?provider=cpu", model=str(tiny_model)))
