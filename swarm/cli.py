@@ -298,7 +298,8 @@ def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: st
 
 
 def _who() -> str:
-    return f"person:{os.environ.get('USER', 'someone')}"
+    # USER on POSIX, USERNAME on Windows.
+    return f"person:{os.environ.get('USER') or os.environ.get('USERNAME') or 'someone'}"
 
 
 def _register_families() -> None:

@@ -257,3 +257,13 @@ def test_up_reads_the_model_folder_of_a_spec_with_a_provider(tiny_model: Path) -
 
     _check_mind(UpOptions("p.md", mind=f"onnx:{tiny_model}?provider=auto"))
     _check_mind(UpOptions("p.md", mind="onnx:?provider=cpu", model=str(tiny_model)))
+
+
+def test_a_person_is_named_by_user_or_windows_username(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm.cli import _who
+
+    monkeypatch.delenv("USER", raising=False)
+    monkeypatch.setenv("USERNAME", "ada")
+    assert _who() == "person:ada"
+    monkeypatch.setenv("USER", "grace")
+    assert _who() == "person:grace"
