@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
-from swarm import __version__
+from swarm import __version__, system
 from swarm.board import Board, check_boost, list_swarms
 from swarm.config import (
     RedisSettings,
@@ -222,10 +222,16 @@ def _serve_metrics(metrics: Any, worker_id: str, mind: str, host: str, port: int
 
 def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
     try:
-        from swarm.sandbox.client import runner_factory
+        from swarm.sandbox.client import runner_factory, served_runner_factory
     except ImportError:
         return None
-    return runner_factory(settings.for_exec())
+    if system.LOCAL_JAIL:
+        return runner_factory(settings.for_exec())
+    logging.getLogger("swarm.worker").warning(
+        "the local jail is Linux-only: code runs on executors serving the exec queue "
+        "(`swarm executor` on a Linux machine, or with E2B), and is offered only while one does"
+    )
+    return served_runner_factory(settings.for_exec())
 
 
 @cli.command()
@@ -365,7 +371,8 @@ def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: st
 
 
 def _who() -> str:
-    return f"person:{os.environ.get('USER', 'someone')}"
+    # USER on POSIX, USERNAME on Windows.
+    return f"person:{os.environ.get('USER') or os.environ.get('USERNAME') or 'someone'}"
 
 
 def _register_families() -> None:

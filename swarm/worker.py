@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from swarm import system
 from swarm.board import (
     Board,
     Claim,
@@ -140,9 +140,8 @@ class Worker:
 
     def run(self, *, install_signals: bool = True) -> int:
         """Serve until stopped (or, with --burst, until nothing is left). Returns an exit code."""
-        if install_signals:
-            signal.signal(signal.SIGTERM, lambda *_: self.stop())
-            signal.signal(signal.SIGINT, lambda *_: self.stop())
+        if install_signals:  # SIGTERM, Ctrl+C, and Ctrl+Break on Windows
+            system.on_stop(self.stop)
         slots = [
             threading.Thread(target=self._slot, name=f"slot-{n}", daemon=True)
             for n in range(self.config.slots)

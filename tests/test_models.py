@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,38 @@ def test_the_cli_says_what_is_wrong_in_one_line(
     assert result.exit_code == 1
     assert result.output.startswith("Error: no model found; run `swarm model pull`")
     assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "folder"),
+    [
+        (["--provider", "dml"], "directml/directml-int4-awq-block-128"),
+        (["--provider", "cuda"], "cuda/cuda-int4-rtn-block-32"),
+        (["--provider", "cpu"], "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4"),
+        # auto: this machine's runtime has the CPU only
+        ([], "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4"),
+    ],
+)
+def test_pull_without_a_name_takes_the_build_for_the_provider(
+    args: list[str], folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def snapshot_download(**kwargs: Any) -> str:
+        asked.extend(kwargs["allow_patterns"])
+        fake_model(Path(kwargs["local_dir"]) / folder)
+        return str(kwargs["local_dir"])
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    result = CliRunner().invoke(model_cli, ["pull", "--home", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    assert asked == [f"{folder}/*"]
+
+
+def test_auto_pull_follows_the_installed_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm.minds import commands
+
+    og = types.SimpleNamespace(is_cuda_available=lambda: False, is_dml_available=lambda: True)
+    monkeypatch.setattr(commands, "import_og", lambda: og)
+    assert models.FOR_PROVIDER[commands.pull_provider("auto")] == "phi3-mini-4k-dml"
+    assert commands.pull_provider("cuda") == "cuda"

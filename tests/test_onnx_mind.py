@@ -247,7 +247,8 @@ def test_a_broken_config_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_an_unknown_provider_is_one_clear_line(tiny_model: Path) -> None:  # noqa: F811
-    with pytest.raises(ModelError, match="unknown provider 'tpu'; choose one of: cpu, cuda, dml"):
+    choices = "cpu, cuda, dml, auto"
+    with pytest.raises(ModelError, match=f"unknown provider 'tpu'; choose one of: {choices}"):
         make_onnx_mind(tiny_model, provider="tpu")
 
 

@@ -15,8 +15,9 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
     """Build a mind from its spec.
 
     - `sim:branch=3,depth=2,think=0.05,fail=0.1,seed=1,code=1` (tests and benchmarks)
-    - `onnx` or `onnx:/path/to/model?provider=cuda&threads=4&max_new_tokens=512&context=4096`
-      (Phi-3 through ONNX Runtime GenAI; the default)
+    - `onnx` or `onnx:/path/to/model?provider=auto&threads=4&max_new_tokens=512&context=4096`
+      (Phi-3 through ONNX Runtime GenAI; the default; provider is dml, cuda, cpu or
+      auto, the best the installed runtime has)
     - `openai:http://host:port/v1#model-name` (an OpenAI-compatible server)
     """
     kind, _, rest = (spec or "onnx").partition(":")
@@ -36,7 +37,7 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
         return make_onnx_mind(
             str(find_model(path or model)),
             slots=slots,
-            provider=str(opts.get("provider", "cpu")),
+            provider=str(opts.get("provider", "auto")),
             threads=_int_or_none(opts.get("threads")),
             max_new_tokens=int(opts.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
             context=_int_or_none(opts.get("context")),

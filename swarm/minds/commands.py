@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from swarm import models
+from swarm.minds.runtime import CHOICES, available_providers, import_og
 
 
 @click.group("model")
@@ -15,12 +16,25 @@ def model() -> None:
 
 
 @model.command("pull")
-@click.argument("name", default=models.DEFAULT_MODEL, type=click.Choice(sorted(models.VARIANTS)))
+@click.argument("name", required=False, type=click.Choice(sorted(models.VARIANTS)))
+@click.option(
+    "--provider",
+    type=click.Choice(CHOICES),
+    default="auto",
+    show_default=True,
+    help="Without NAME, pull the build for this provider (auto: the best the installed "
+    "onnxruntime-genai has).",
+)
 @click.option(
     "--home", type=click.Path(path_type=Path), help="Models folder (default $SWARM_HOME/models)."
 )
-def pull(name: str, home: Path | None) -> None:
-    """Download a published Phi-3 ONNX build (resumes an interrupted download)."""
+def pull(name: str | None, provider: str, home: Path | None) -> None:
+    """Download a published Phi-3 ONNX build (resumes an interrupted download).
+
+    Without NAME: the DirectML, CUDA or CPU build, whichever --provider names or the
+    installed runtime runs best.
+    """
+    name = name or models.FOR_PROVIDER[pull_provider(provider)]
     variant = models.VARIANTS[name]
     click.echo(f"pulling {name}: {variant.about}, from {variant.repo}/{variant.folder}")
     try:
@@ -56,3 +70,14 @@ def info(target: str | None) -> None:
         click.echo("\n".join(models.model_info(path).lines()))
     except models.ModelError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def pull_provider(provider: str) -> str:
+    """`auto`: the best provider of the installed runtime (the CPU build when none is)."""
+    if provider != "auto":
+        return provider
+    try:
+        og = import_og()
+    except models.ModelError:
+        return "cpu"
+    return available_providers(og)[0]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from swarm.minds import prompts
+from swarm.minds import prompts, runtime
 from swarm.minds.base import MindError
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
@@ -48,7 +48,6 @@ from swarm.protocol import (
 DEFAULT_MAX_NEW_TOKENS = 512
 MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
-PROVIDERS = ("cpu", "cuda", "dml")
 ALL_ACTIONS = frozenset(ActionKind)
 
 # Where the task goes when the chat template is rendered once per purpose; what comes
@@ -67,16 +66,6 @@ PHI3_TEMPLATE = (
 # llguidance only allows the short escapes, so at most two tokens.
 _TIGHT_PATTERN = "^[\\t\\n -~]*$"
 _TIGHT_TOKENS_PER_CHAR = 2
-
-
-def _import_og() -> Any:
-    try:
-        import onnxruntime_genai as og
-    except ImportError:
-        raise ModelError(
-            "the onnx mind needs onnxruntime-genai: pip install 'swarm[onnx]'"
-        ) from None
-    return og
 
 
 def guided_schema(limits: Limits, *, tight: bool = False) -> str:
@@ -139,15 +128,7 @@ def tight_limits(limits: Limits, budget: int) -> Limits:
 
 
 def _provider_config(og: Any, folder: Path, provider: str, threads: int | None) -> Any:
-    if provider not in PROVIDERS:
-        raise ModelError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
-    available = {"cpu": True, "cuda": og.is_cuda_available(), "dml": og.is_dml_available()}
-    if not available[provider]:
-        package = {"cuda": "onnxruntime-genai-cuda", "dml": "onnxruntime-genai-directml"}[provider]
-        raise ModelError(
-            f"provider {provider!r} is not available in the installed onnxruntime-genai; "
-            f"install {package} instead"
-        )
+    """The model's config set to run on `provider` (see swarm.minds.runtime for `auto`)."""
     if threads is not None and threads < 1:
         raise ModelError(f"threads must be at least 1, got {threads}")
     try:
@@ -195,12 +176,15 @@ class _Runtime:
     """The loaded model and tokenizer, and what the mind derives from them once."""
 
     def __init__(self, model_dir: str | Path, provider: str, threads: int | None) -> None:
-        self.og = _import_og()
+        self.og = runtime.import_og()
         import numpy as np
 
         self.np = np
         self.folder = check_model_dir(model_dir)
-        config = _provider_config(self.og, self.folder, provider, threads)
+        available = runtime.available_providers(self.og)
+        built_for = runtime.model_providers(self.folder)
+        self.provider = runtime.choose_provider(provider, available, built_for)
+        config = _provider_config(self.og, self.folder, self.provider, threads)
         try:
             self.model = self.og.Model(config)
             self.tokenizer = self.og.Tokenizer(self.model)
@@ -219,6 +203,7 @@ class _Runtime:
         # Sentencepiece tokenizers put a BOS in front of every encode; text appended
         # mid-sequence must not carry one.
         self.strip_bos = bos is not None and len(probe) > 1 and probe[0] == bos
+        self.features = runtime.probe_features(self.og, self.model, int(probe[-1]))
         self._token_texts: list[str] | None = None
         self._masks: dict[tuple[tuple[str, ...], str], Any] = {}
 
@@ -283,7 +268,8 @@ class _Runtime:
     def generator(self, schema: str, max_length: int) -> Any:
         params = self.og.GeneratorParams(self.model)
         params.set_search_options(max_length=max_length)
-        params.set_guidance("json_schema", schema)
+        if self.features.guidance:
+            params.set_guidance("json_schema", schema)
         return self.og.Generator(self.model, params)
 
 
@@ -294,9 +280,13 @@ class _Prefixed:
         self.runtime = runtime
         self.schema = schema
         self.system = system
+        self.max_length = max_length
         self.prefix, self.suffix = runtime.chat(system)
-        ids = runtime.encode(self.prefix)
-        self.generator = runtime.generator(schema, max_length)
+        self._start()
+
+    def _start(self) -> None:
+        ids = self.runtime.encode(self.prefix)
+        self.generator = self.runtime.generator(self.schema, self.max_length)
         started = time.perf_counter()
         self.generator.append_tokens(ids)
         self.pending_prefill = (len(ids), time.perf_counter() - started)
@@ -306,7 +296,7 @@ class _Prefixed:
         runtime, gen, np = self.runtime, self.generator, self.runtime.np
         ids = runtime.encode(task + self.suffix, continuation=True)
         heads = tuple(f'{{"action":"{k.value}"' for k in ActionKind if k in allowed)
-        steering = allowed != ALL_ACTIONS
+        steering = allowed != ALL_ACTIONS and runtime.features.logits
         longest = max(map(len, heads))
         seen = ""
         out: list[int] = []
@@ -326,9 +316,12 @@ class _Prefixed:
                     seen += runtime.token_texts()[token]
                     steering = len(seen) < longest and not any(map(seen.startswith, heads))
         finally:
-            gen.rewind_to(self.base)
-        cached_n, cached_s = self.pending_prefill
-        self.pending_prefill = (0, 0.0)
+            cached_n, cached_s = self.pending_prefill
+            self.pending_prefill = (0, 0.0)
+            if runtime.features.rewind:
+                gen.rewind_to(self.base)
+            else:  # a runtime without rewind: a fresh generator, the purpose prefilled again
+                self._start()
         finished = bool(out) and out[-1] in runtime.eos
         return _Attempt(
             text=runtime.decode(out[:-1] if finished else out),
@@ -481,7 +474,7 @@ def _parses(text: str, request: ThinkRequest) -> bool:
 def make_onnx_mind(
     model_dir: str | Path,
     *,
-    provider: str = "cpu",
+    provider: str = "auto",
     threads: int | None = None,
     slots: int = 1,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from swarm import system
 from swarm.sandbox.base import Sandbox, SandboxUnavailable
 from swarm.sandbox.limits import ExecLimits
 
@@ -36,6 +37,11 @@ def make_sandbox(
 
         return E2BSandbox(limits, api_key=env.get("E2B_API_KEY"))
     if chosen == "local":
+        if not system.LOCAL_JAIL:
+            raise SandboxUnavailable(
+                "the local jail needs Linux (bubblewrap); run the executor on a Linux machine, "
+                "or use --sandbox e2b"
+            )
         from swarm.sandbox.local import LocalSandbox
 
         return LocalSandbox(limits)

@@ -8,6 +8,7 @@ may live on its own Redis (SWARM_EXEC_REDIS_URL), because RQ does not support Re
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from rq import Queue
 from rq.job import Job
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.worker import Worker
 
 from swarm import keys
 from swarm.protocol import ExecOutput
@@ -30,6 +32,7 @@ DEFAULT_QUEUE = keys.EXEC_QUEUE
 QUEUE_ENV = "SWARM_EXEC_QUEUE"
 _RESULT_TTL_S = 300  # the client reads a result within milliseconds; this is only slack
 _FAILURE_TTL_S = 3600  # long enough for a person to look at a failed job with `rq info`
+log = logging.getLogger("swarm.sandbox.client")
 _JOB_SLACK_S = 30  # RQ's own job timeout, behind the sandbox's, only catches a stuck executor
 
 
@@ -217,7 +220,7 @@ class _Runners:
         self._runners: dict[str, LazyRunner] = {}
         self._lock = threading.Lock()
 
-    def _connection(self) -> redis.Redis:
+    def connection(self) -> redis.Redis:
         with self._lock:
             if self._conn is None:
                 self._conn = exec_connection(self._settings)
@@ -228,8 +231,57 @@ class _Runners:
         with self._lock:
             runner = self._runners.get(queue)
             if runner is None:
-                runner = self._runners[queue] = LazyRunner(self._connection, queue, self._limits)
+                runner = self._runners[queue] = LazyRunner(self.connection, queue, self._limits)
             return runner
+
+
+class ServedOnly:
+    """swarm_id -> its runner only while some executor serves the queue, else None (the worker
+    then offers no code). For workers where no local executor runs (Windows, macOS): code
+    goes to executors elsewhere, and a mind should not be offered what nobody would run."""
+
+    def __init__(
+        self,
+        runners: Callable[[str], LazyRunner],
+        connect: Callable[[], redis.Redis],
+        *,
+        every_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runners = runners
+        self._connect = connect
+        self._every_s = every_s
+        self._clock = clock
+        self._checked: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, swarm_id: str) -> LazyRunner | None:
+        runner = self._runners(swarm_id)
+        return runner if self.served(runner.queue_name) else None
+
+    def served(self, queue: str) -> bool:
+        """Whether an executor listens on `queue`, asked at most every `every_s` seconds."""
+        now = self._clock()
+        with self._lock:
+            checked = self._checked.get(queue)
+            if checked is not None and now - checked[0] < self._every_s:
+                return checked[1]
+            try:
+                conn = self._connect()
+                served = Worker.count(connection=conn, queue=Queue(queue, connection=conn)) > 0
+            except Exception as exc:  # an unreachable exec Redis: no code, said once
+                log.debug("cannot ask who serves %s: %s", queue, _one_line(exc))
+                served = False
+            if checked is None or checked[1] != served:
+                log.log(
+                    logging.INFO if served else logging.WARNING,
+                    "an executor serves %s: code is offered"
+                    if served
+                    else "no executor serves %s: code is not offered until one does",
+                    queue,
+                )
+            self._checked[queue] = (now, served)
+            return served
 
 
 def runner_factory(
@@ -242,3 +294,11 @@ def runner_factory(
     `swarm-exec:<id>` (serve it with `swarm executor --queue swarm-exec:<id>`).
     """
     return _Runners(settings, limits, per_swarm)
+
+
+def served_runner_factory(
+    settings: Any, *, limits: ExecLimits | None = None, per_swarm: bool = False
+) -> Callable[[str], LazyRunner | None]:
+    """runner_factory, offering code only while an executor serves the queue (ServedOnly)."""
+    runners = _Runners(settings, limits, per_swarm)
+    return ServedOnly(runners, runners.connection)
