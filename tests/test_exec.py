@@ -10,8 +10,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -26,6 +28,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from swarm.config import redis_settings
+from swarm.sandbox.admission import MAX_DATA_BYTES, refusal
 from swarm.sandbox.client import (
     EXECUTE,
     ExecClient,
@@ -176,11 +179,12 @@ def test_executor_runs_only_the_execute_function(
     marker = tmp_path / "pwned"
     queue = Queue(client.queue.name, connection=conn, serializer=JSONSerializer)
     job = queue.enqueue_call("os.system", args=(f"touch {marker}",))
-    result = Result.fetch_latest(job, serializer=JSONSerializer, timeout=10)
-    assert result is not None and result.type == Result.Type.FAILED
-    assert "only runs swarm.sandbox.executor.execute" in (result.exc_string or "")
+    deadline = time.monotonic() + 10
+    while conn.exists(job.key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not conn.exists(job.key), "the job was not dropped"
+    assert Result.fetch_latest(job, serializer=JSONSerializer) is None  # refused, unanswered
     assert not marker.exists()
-    job.delete()
 
 
 def test_malformed_job_arguments_are_an_error_not_a_crash(
@@ -192,6 +196,116 @@ def test_malformed_job_arguments_are_an_error_not_a_crash(
     assert result is not None and result.type == Result.Type.SUCCESSFUL
     assert result.return_value["error"].startswith("malformed exec job")
     job.delete()
+
+
+class _Listener:
+    """A TCP server on 127.0.0.1 that records every connection and never answers: a webhook
+    sent to it would both show up here and stall its sender for the webhook's timeout."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections: list[tuple[str, int]] = []
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                peer, address = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(address)
+            self._held.append(peer)  # held open, never answered
+
+    def close(self) -> None:
+        self.sock.close()
+        for peer in self._held:
+            peer.close()
+
+
+def _call(*call: object) -> bytes:
+    return zlib.compress(json.dumps(list(call)).encode())
+
+
+def _plant(conn: redis.Redis, queue: str, **fields: object) -> str:
+    """Write a job hash straight to Redis, as anyone with access to it could, and queue it."""
+    job_id = f"planted-{uuid.uuid4().hex}"
+    stamp = "2026-01-01T00:00:00.000000Z"
+    base: dict[str, object] = {
+        "status": "queued", "origin": queue, "created_at": stamp, "enqueued_at": stamp,
+        "data": _call(EXECUTE, None, ["print('planted')", 3.0], {}), "description": "x",
+        "timeout": "33", "result_ttl": "300", "failure_ttl": "3600", "ttl": "30",
+    }  # fmt: skip
+    base.update(fields)
+    with conn.pipeline() as pipe:  # atomically, so the executor never sees half a job
+        pipe.hset(f"rq:job:{job_id}", mapping=base)  # type: ignore[arg-type]
+        pipe.rpush(f"rq:queue:{queue}", job_id)
+        pipe.execute()
+    return job_id
+
+
+def _hostile_jobs(url: str) -> dict[str, dict[str, object]]:
+    hook = [{"url": url, "job_status": s, "method": "POST", "headers": None, "timeout": 600}
+            for s in ("finished", "failed")]  # fmt: skip
+    webhooks = json.dumps(hook)
+    return {
+        "webhook on a refused function": {
+            "data": _call("os.getcwd", None, [], {}), "webhooks": webhooks,
+        },
+        "webhook on execute": {"webhooks": webhooks},
+        "success callback": {"success_callback_name": "os.getcwd"},
+        "failure callback": {"failure_callback_name": "os.getcwd", "timeout": "not a number"},
+        "stopped callback": {"stopped_callback_name": "os.getcwd"},
+        "dependency": {"dependency_ids": json.dumps(["some-other-job"])},
+        "retries": {"retries_left": "5", "retry_intervals": "[0]"},
+        "repeats": {"repeats_left": "100", "repeat_intervals": "[0]"},
+        "rate limit": {"rate_limit_key": "k", "rate_limit_concurrency": "1"},
+        "group": {"group_id": "g"},
+        "meta": {"meta": json.dumps({"k": "v"})},
+        "result kept forever": {"result_ttl": "-1"},
+        "unknown field": {"callback_url": url},
+        "kwargs": {"data": _call(EXECUTE, None, ["print(1)"], {"timeout_s": 1})},
+        "zlib bomb": {"data": zlib.compress(b"[" + b" " * (4 * MAX_DATA_BYTES))},
+        "unparseable date": {"enqueued_at": "yesterday"},
+    }  # fmt: skip
+
+
+def test_hostile_jobs_are_dropped_with_no_request_and_no_delay(
+    client: ExecClient, conn: redis.Redis, executor: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    listener = _Listener()
+    try:
+        url = f"http://127.0.0.1:{listener.port}/hook"
+        planted = {name: _plant(conn, client.queue.name, **fields)
+                   for name, fields in _hostile_jobs(url).items()}  # fmt: skip
+        started = time.monotonic()
+        out = client.run("print('real')", 3)  # queued behind every hostile job
+        assert (out.stdout, out.error) == ("real\n", "")
+        assert time.monotonic() - started < 5, "a hostile job delayed the next real one"
+        _assert_serving(client, executor[1])
+        time.sleep(0.5)  # a request sent late would still show up
+        assert listener.connections == []
+        left = [name for name, job_id in planted.items() if conn.exists(f"rq:job:{job_id}")]
+        assert left == [], f"not dropped: {left}"
+        assert not any(conn.exists(f"rq:results:{job_id}") for job_id in planted.values())
+        intermediate = conn.lrange(f"rq:queue:{client.queue.name}:intermediate", 0, -1)
+        assert not {j.decode() for j in intermediate} & set(planted.values())
+    finally:
+        listener.close()
+
+
+def test_admission_takes_what_the_client_writes_and_nothing_more(conn: redis.Redis) -> None:
+    queue = Queue(f"test-adm-{uuid.uuid4().hex[:8]}", connection=conn, serializer=JSONSerializer)
+    job = queue.enqueue_call(
+        EXECUTE, args=("print(1)", 3.0), timeout=33, ttl=30, result_ttl=300, failure_ttl=3600
+    )
+    raw = conn.hgetall(job.key)
+    assert refusal(raw) == ""
+    assert refusal({**raw, b"webhooks": b"[]x"}) == "it carries webhooks"
+    assert refusal({**raw, b"ttl": b"1e400"}) == "its ttl is outside 1..86400"
+    assert refusal({k: v for k, v in raw.items() if k != b"data"}) == "it has no call"
+    queue.delete(delete_jobs=True)
 
 
 def test_queue_names_and_plain_redis_check(conn: redis.Redis) -> None:

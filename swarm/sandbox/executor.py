@@ -5,7 +5,9 @@ sandbox isolates it — so RQ's per-job fork would buy no safety, cost latency o
 lose the warm E2B sandbox, which lives in the worker process between jobs.
 
 Only `execute` may run here. RQ would otherwise import and call any dotted path (and any
-callback) a job names, so anyone able to write to the exec Redis could run code unjailed.
+callback) a job names, so anyone able to write to the exec Redis could run code unjailed, and
+it would send any webhook a job names. Every job is checked (admission.py) as RQ loads it,
+before RQ acts on any of it; one that carries more than `execute` and its arguments is dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
@@ -24,6 +27,7 @@ from rq.worker_pool import WorkerPool
 
 from swarm.protocol import ExecOutput
 from swarm.sandbox import make_sandbox
+from swarm.sandbox.admission import refusal
 from swarm.sandbox.base import Sandbox, SandboxUnavailable
 from swarm.sandbox.client import EXECUTE, check_plain_redis
 from swarm.sandbox.limits import ExecLimits
@@ -79,8 +83,34 @@ def execute(code: str, timeout_s: float) -> dict[str, Any]:
     return dataclasses.asdict(output)
 
 
+class RefusedJob(NoSuchJobError):
+    """A job that carries more than `execute` and its arguments. A NoSuchJobError, so every RQ
+    path that loads it (dequeue, registry and intermediate-queue clean-up) skips it as gone."""
+
+
 class ExecJob(Job):
-    """A Job that can only call `execute`, and never a callback."""
+    """A Job that can only call `execute`, and never a callback, a webhook or a dependent."""
+
+    def restore(self, raw_data: Any) -> Any:
+        """Admit the raw hash before RQ reads any of it; drop it from Redis if refused."""
+        reason = refusal(raw_data)
+        if not reason:
+            try:
+                return super().restore(raw_data)
+            except Exception as exc:  # a field RQ cannot parse: refused, not a worker crash
+                reason = f"RQ cannot read it ({type(exc).__name__})"
+        self._drop(raw_data)
+        log.warning("refused job %r: %s; dropped unrun", self.id[:80], reason)
+        raise RefusedJob(f"job {self.id[:80]!r} refused: {reason}")
+
+    def _drop(self, raw_data: Any) -> None:
+        origin = raw_data.get(b"origin", b"").decode("utf-8", "replace")[:200]
+        queue_key = Queue.redis_queue_namespace_prefix + origin
+        with self.connection.pipeline() as pipe:
+            pipe.delete(self.key, self.dependents_key)
+            pipe.lrem(queue_key, 0, self.id)
+            pipe.lrem(f"{queue_key}:intermediate", 0, self.id)
+            pipe.execute()
 
     @property
     def func(self) -> Any:
@@ -100,9 +130,22 @@ class ExecJob(Job):
     def stopped_callback(self) -> None:
         return None
 
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+        """Never: admission refuses jobs with webhooks; this holds if RQ finds another way in."""
+
+
+class ExecQueue(Queue):
+    """A Queue whose jobs never enqueue dependents (exec jobs have none; a planted set is
+    ignored rather than followed)."""
+
+    def enqueue_dependents(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        return {}
+
 
 class ExecWorker(SimpleWorker):
     """A SimpleWorker that closes (kills) its process's sandbox when it stops."""
+
+    queue_class = ExecQueue
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         try:
@@ -142,7 +185,7 @@ def run_executor(
         configure(sandbox_kind, limits, env, sandbox)
         worker = ExecWorker(
             [
-                Queue(q, connection=conn, serializer=JSONSerializer, job_class=ExecJob)
+                ExecQueue(q, connection=conn, serializer=JSONSerializer, job_class=ExecJob)
                 for q in queues
             ],
             connection=conn,
@@ -160,5 +203,6 @@ def run_executor(
         worker_class=ExecWorker,
         serializer=JSONSerializer,
         job_class=ExecJob,
+        queue_class=ExecQueue,
     )
     pool.start(burst=burst, logging_level=logging_level)
