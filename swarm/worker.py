@@ -382,7 +382,10 @@ class Worker:
         runner = self._runner(board)
         if runner is None:
             return ExecOutput(error="code execution is not available in this swarm")
-        return runner.run(action.code, self.config.code_timeout_s)
+        try:
+            return runner.run(action.code, self.config.code_timeout_s)
+        except Exception as exc:  # a runner's failure is what the mind sees, not a task crash
+            return ExecOutput(error=f"code execution failed: {type(exc).__name__}: {exc}"[:300])
 
     # -- heartbeat --------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from swarm.config import redis_settings
 from swarm.sandbox.admission import MAX_DATA_BYTES, refusal
 from swarm.sandbox.client import (
     EXECUTE,
+    SERVED_TTL_S,
     ExecClient,
     check_plain_redis,
     exec_queue_name,
@@ -315,16 +316,56 @@ def test_queue_names_and_plain_redis_check(conn: redis.Redis) -> None:
     check_plain_redis(conn)  # the test server is not a cluster: no error
 
 
-def test_runner_factory_connects_lazily_and_reports_a_dead_redis(
+def test_runner_factory_offers_no_code_on_a_dead_redis(
     redis_url: str, executor: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = redis_settings("redis://127.0.0.1:1/0", env={})
-    runner = runner_factory(dead)("swarm-1")  # no connection attempt yet
-    assert runner.run("print(1)", 3).error.startswith("exec queue unavailable: cannot connect")
+    assert runner_factory(dead)("swarm-1") is None  # no executor can serve it: no code, no crash
     monkeypatch.setenv("SWARM_EXEC_QUEUE", executor[0])
     live = runner_factory(redis_settings(redis_url, env={}), limits=LIMITS)
-    assert live("swarm-1") is live("swarm-2")  # one shared queue unless per_swarm
-    assert live("swarm-1").run("print(6 * 7)", 3).stdout == "42\n"
+    runner = live("swarm-1")
+    assert runner is not None and runner is live("swarm-2")  # one shared queue unless per_swarm
+    assert runner.run("print(6 * 7)", 3).stdout == "42\n"
+
+
+def test_code_is_offered_only_while_an_executor_serves_the_queue(
+    redis_url: str, conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"test-served-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SWARM_EXEC_QUEUE", queue)
+    now = [0.0]
+    runners = runner_factory(redis_settings(redis_url, env={}), clock=lambda: now[0])
+    assert runners("s") is None
+    rq_worker = Worker([Queue(queue, connection=conn)], connection=conn)
+    rq_worker.register_birth()  # an executor starts serving the queue
+    try:
+        assert runners("s") is None  # the answer is cached for a few seconds
+        now[0] += SERVED_TTL_S
+        assert runners("s") is not None
+    finally:
+        rq_worker.register_death()
+    now[0] += SERVED_TTL_S
+    assert runners("s") is None
+
+
+def test_an_expired_unclaimed_job_is_an_error_not_a_crash(conn: redis.Redis) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 5.0
+        return now[0]
+
+    name = f"test-unserved-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, connection=conn)
+
+    def expire() -> None:  # the job's ttl runs out while nobody serves the queue
+        for job_id in queue.job_ids:
+            conn.delete(f"rq:job:{job_id}")
+
+    lonely = ExecClient(conn, name, LIMITS, queue_wait_s=5, keepalive_every_s=0.01, clock=clock)
+    out = lonely.run("print(1)", 3, keepalive=expire)
+    assert out.error.startswith("no executor answered within 8s")
+    queue.delete(delete_jobs=True)
 
 
 def test_exec_redis_url_resolution() -> None:

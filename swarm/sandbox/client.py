@@ -8,6 +8,7 @@ may live on its own Redis (SWARM_EXEC_REDIS_URL), because RQ does not support Re
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq import Worker as RQWorker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.results import Result
 from rq.serializers import JSONSerializer
@@ -25,12 +28,19 @@ from swarm.protocol import ExecOutput
 from swarm.sandbox.capture import clip
 from swarm.sandbox.limits import ExecLimits
 
+log = logging.getLogger("swarm.exec")
+
 EXECUTE = "swarm.sandbox.executor.execute"
 DEFAULT_QUEUE = keys.EXEC_QUEUE
 QUEUE_ENV = "SWARM_EXEC_QUEUE"
 _RESULT_TTL_S = 300  # the client reads a result within milliseconds; this is only slack
 _FAILURE_TTL_S = 3600  # long enough for a person to look at a failed job with `rq info`
 _JOB_SLACK_S = 30  # RQ's own job timeout, behind the sandbox's, only catches a stuck executor
+# How long "does an executor serve this queue?" is trusted: the claim path asks on every step,
+# and an executor that starts or stops is noticed this much later at most.
+SERVED_TTL_S = 5.0
+# What RQ raises about a job that vanished or expired under us (RQ's own TTLs remove jobs).
+_JOB_GONE = (redis.RedisError, InvalidJobOperation, NoSuchJobError)
 
 
 class UnsupportedRedis(RuntimeError):
@@ -119,6 +129,8 @@ class ExecClient:
             return self._run(code, self.limits.wall_s(timeout_s), keepalive)
         except redis.RedisError as exc:
             return ExecOutput(error=f"exec queue unavailable: {_one_line(exc)}")
+        except Exception as exc:  # whatever RQ raises is the mind's error, never a worker crash
+            return ExecOutput(error=f"code execution failed: {_one_line(exc)}")
 
     def _run(self, code: str, wall_s: float, keepalive: Callable[[], None] | None) -> ExecOutput:
         job = self.queue.enqueue_call(
@@ -168,10 +180,11 @@ class ExecClient:
             last = (result.exc_string or "").strip().splitlines()[-1:] or ["unknown error"]
             return ExecOutput(error=f"executor failed: {last[0][:300]}")
         finally:
-            job.delete()  # read once; nothing is left behind
+            self._abandon(job)  # read once; nothing is left behind
 
     def _abandon(self, job: Job) -> None:
-        with contextlib.suppress(redis.RedisError):  # its TTLs clean it up anyway
+        # An unclaimed job may have expired already (its ttl); RQ then refuses to delete it.
+        with contextlib.suppress(*_JOB_GONE):  # its TTLs clean it up anyway
             job.delete()
 
 
@@ -206,15 +219,31 @@ class LazyRunner:
         return self._client.run(code, timeout_s, keepalive)
 
 
-class _Runners:
-    """swarm_id -> LazyRunner, sharing one exec connection opened on first use."""
+def executors_serving(conn: redis.Redis, queue_name: str) -> int:
+    """How many live RQ workers (executors) listen on `queue_name`, from RQ's worker registry.
+    A worker killed without a goodbye stays in the registry's set, but its own key expires."""
+    keys = RQWorker.all_keys(queue=Queue(queue_name, connection=conn))
+    return int(conn.exists(*keys)) if keys else 0
 
-    def __init__(self, settings: Any, limits: ExecLimits | None, per_swarm: bool) -> None:
+
+class _Runners:
+    """swarm_id -> LazyRunner, or None while no executor serves its queue; one exec connection,
+    opened on first use, shared by all."""
+
+    def __init__(
+        self,
+        settings: Any,
+        limits: ExecLimits | None,
+        per_swarm: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
         self._limits = limits
         self._per_swarm = per_swarm
+        self._clock = clock
         self._conn: redis.Redis | None = None
         self._runners: dict[str, LazyRunner] = {}
+        self._served: dict[str, tuple[bool | None, float]] = {}  # queue -> (served?, until)
         self._lock = threading.Lock()
 
     def _connection(self) -> redis.Redis:
@@ -223,8 +252,26 @@ class _Runners:
                 self._conn = exec_connection(self._settings)
             return self._conn
 
-    def __call__(self, swarm_id: str) -> LazyRunner:
+    def _is_served(self, queue: str) -> bool:
+        """Cached for SERVED_TTL_S; an exec Redis that cannot be reached serves nothing."""
+        now = self._clock()
+        before, until = self._served.get(queue, (None, -1.0))
+        if before is not None and now < until:
+            return before
+        try:
+            served = executors_serving(self._connection(), queue) > 0
+            why = "no executor serves it; start one with `swarm executor`"
+        except Exception as exc:  # ConnectionFailed, UnsupportedRedis, RedisError
+            served, why = False, f"its Redis is unavailable: {_one_line(exc)}"
+        if served != before:  # said once per change, not on every claim
+            log.info("exec queue %s: %s", queue, "served" if served else f"code off, {why}")
+        self._served[queue] = (served, now + SERVED_TTL_S)
+        return served
+
+    def __call__(self, swarm_id: str) -> LazyRunner | None:
         queue = exec_queue_name(swarm_id if self._per_swarm else None)
+        if not self._is_served(queue):
+            return None  # code is not offered: a job would wait for nobody, then fail
         with self._lock:
             runner = self._runners.get(queue)
             if runner is None:
@@ -233,12 +280,18 @@ class _Runners:
 
 
 def runner_factory(
-    settings: Any, *, limits: ExecLimits | None = None, per_swarm: bool = False
-) -> Callable[[str], LazyRunner]:
-    """swarm_id -> ExecClient, as the worker wants it. Connects on first use, not here.
+    settings: Any,
+    *,
+    limits: ExecLimits | None = None,
+    per_swarm: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[str], LazyRunner | None]:
+    """swarm_id -> ExecClient, as the worker wants it, or None while no executor serves the
+    swarm's queue (RQ's worker registry, asked at most every SERVED_TTL_S). Connects on first
+    use, not here.
 
     `settings` is swarm.config's RedisSettings, already `.for_exec()`. By default every swarm
     shares the `swarm-exec` queue, which a plain `swarm executor` serves; `per_swarm` uses
     `swarm-exec:<id>` (serve it with `swarm executor --queue swarm-exec:<id>`).
     """
-    return _Runners(settings, limits, per_swarm)
+    return _Runners(settings, limits, per_swarm, clock)
