@@ -9,13 +9,14 @@ argv: cpu_s memory_bytes processes file_bytes open_files uid workdir_bytes workd
 (uid -1: already unprivileged, in a user namespace)
 """
 
+import _ctypes
 import builtins
-import ctypes
 import os
 import resource
 import struct
 import sys
 import types
+from typing import Any
 
 MAIN = "/work/main.py"
 # Mount flags and prctl/capset constants (linux/mount.h, linux/prctl.h, linux/capability.h).
@@ -26,14 +27,36 @@ _CAP_VERSION_3 = 0x20080522
 _MAX_PTYS = 16  # a jail needs a terminal or two at most; each one is kernel memory
 
 
+class _Int(_ctypes._SimpleCData):  # type: ignore[type-arg]  # not subscriptable at run time
+    _type_ = "i"
+
+
+class _Function(_ctypes.CFuncPtr):
+    """A libc function returning int and setting errno: what ctypes.CDLL builds, from _ctypes
+    directly, because importing the ctypes package costs every run several milliseconds."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _Int
+
+
+class _Libc:
+    """The process's own symbols (libc), as CDLL(None) would load them."""
+
+    def __init__(self) -> None:
+        self._handle = _ctypes.dlopen(None)  # type: ignore[arg-type]  # NULL: this process
+
+    def __getattr__(self, name: str) -> Any:
+        return _Function((name, self))  # type: ignore[arg-type]  # what CDLL passes too
+
+
 def _call(result: int, what: str) -> None:
     if result != 0:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         raise OSError(err, f"jail set-up: {what}: {os.strerror(err)}")
 
 
 def _mount(
-    libc: ctypes.CDLL,
+    libc: _Libc,
     source: bytes | None,
     target: str,
     fstype: bytes | None,
@@ -43,7 +66,7 @@ def _mount(
     _call(libc.mount(source, target.encode(), fstype, flags, data), f"mount {target}")
 
 
-def _bound_filesystems(libc: ctypes.CDLL, size: int, inodes: int) -> None:
+def _bound_filesystems(libc: _Libc, size: int, inodes: int) -> None:
     """One tmpfs, bounded in bytes and in files (bwrap's own tmpfs bounds bytes only, and
     millions of empty files are gigabytes of kernel memory), shared by /work and /dev/shm, so
     the jail has exactly one writable budget; and a devpts with a few terminals only."""
@@ -88,11 +111,11 @@ def _drop_root(uid: int) -> None:
     os.setuid(uid)
 
 
-def _drop_capabilities(libc: ctypes.CDLL) -> None:
+def _drop_capabilities(libc: _Libc) -> None:
     # In a user namespace bwrap lent CAP_SYS_ADMIN for the mounts above: give it back (all
     # sets empty; the ambient set empties with them) before any of the snippet runs.
-    header = ctypes.create_string_buffer(struct.pack("Ii", _CAP_VERSION_3, 0))
-    _call(libc.capset(header, ctypes.create_string_buffer(24)), "capset")
+    # Passed as char *; the kernel only reads them (it writes the header only if it rejects it).
+    _call(libc.capset(struct.pack("Ii", _CAP_VERSION_3, 0), bytes(24)), "capset")
 
 
 def _main_module() -> types.ModuleType:
@@ -127,7 +150,7 @@ def main() -> None:
     cpu_s, memory, processes, file_bytes, open_files, uid, size, inodes = (
         int(a) for a in sys.argv[1:9]
     )
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _Libc()
     _bound_filesystems(libc, size, inodes)
     _call(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _set_limits(cpu_s, memory, processes, file_bytes, open_files)
