@@ -316,11 +316,13 @@ def test_queue_names_and_plain_redis_check(conn: redis.Redis) -> None:
     check_plain_redis(conn)  # the test server is not a cluster: no error
 
 
-def test_runner_factory_offers_no_code_on_a_dead_redis(
+def test_runner_factory_connects_lazily_and_reports_a_dead_redis(
     redis_url: str, executor: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = redis_settings("redis://127.0.0.1:1/0", env={})
-    assert runner_factory(dead)("swarm-1") is None  # no executor can serve it: no code, no crash
+    runner = runner_factory(dead)("swarm-1")  # cannot ask the registry: offered, to say why
+    assert runner is not None
+    assert runner.run("print(1)", 3).error.startswith("exec queue unavailable: cannot connect")
     monkeypatch.setenv("SWARM_EXEC_QUEUE", executor[0])
     live = runner_factory(redis_settings(redis_url, env={}), limits=LIMITS)
     runner = live("swarm-1")

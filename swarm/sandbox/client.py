@@ -219,6 +219,24 @@ class LazyRunner:
         return self._client.run(code, timeout_s, keepalive)
 
 
+def wait_for_executor(
+    conn: redis.Redis,
+    queue_name: str,
+    timeout_s: float,
+    alive: Callable[[], bool] = lambda: True,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Whether an executor serves `queue_name` within `timeout_s` (False early once `alive()`
+    is false): for whoever starts an executor and workers together, as workers offer code
+    only once one serves."""
+    deadline = clock() + timeout_s
+    while not executors_serving(conn, queue_name):
+        if not alive() or clock() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def executors_serving(conn: redis.Redis, queue_name: str) -> int:
     """How many live RQ workers (executors) listen on `queue_name`, from RQ's worker registry.
     A worker killed without a goodbye stays in the registry's set, but its own key expires."""
@@ -253,18 +271,19 @@ class _Runners:
             return self._conn
 
     def _is_served(self, queue: str) -> bool:
-        """Cached for SERVED_TTL_S; an exec Redis that cannot be reached serves nothing."""
+        """Cached for SERVED_TTL_S. An exec Redis that cannot be asked (down, a cluster) counts
+        as served: the runner then answers each run with what is wrong, for the mind to see."""
         now = self._clock()
         before, until = self._served.get(queue, (None, -1.0))
         if before is not None and now < until:
             return before
         try:
             served = executors_serving(self._connection(), queue) > 0
-            why = "no executor serves it; start one with `swarm executor`"
-        except Exception as exc:  # ConnectionFailed, UnsupportedRedis, RedisError
-            served, why = False, f"its Redis is unavailable: {_one_line(exc)}"
+        except Exception:  # ConnectionFailed, UnsupportedRedis, RedisError: the run says which
+            served = True
         if served != before:  # said once per change, not on every claim
-            log.info("exec queue %s: %s", queue, "served" if served else f"code off, {why}")
+            state = "served" if served else "code off: no executor serves it (`swarm executor`)"
+            log.info("exec queue %s: %s", queue, state)
         self._served[queue] = (served, now + SERVED_TTL_S)
         return served
 
