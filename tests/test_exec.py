@@ -269,6 +269,7 @@ def _hostile_jobs(url: str) -> dict[str, dict[str, object]]:
         "kwargs": {"data": _call(EXECUTE, None, ["print(1)"], {"timeout_s": 1})},
         "zlib bomb": {"data": zlib.compress(b"[" + b" " * (4 * MAX_DATA_BYTES))},
         "unparseable date": {"enqueued_at": "yesterday"},
+        "escapes in the description": {"description": "\x1b]52;c;cHduZWQ=\x07"},
     }  # fmt: skip
 
 
@@ -306,6 +307,7 @@ def test_admission_takes_what_the_client_writes_and_nothing_more(conn: redis.Red
     assert refusal({**raw, b"webhooks": b"[]x"}) == "it carries webhooks"
     assert refusal({**raw, b"ttl": b"1e400"}) == "its ttl is outside 1..86400"
     assert refusal({k: v for k, v in raw.items() if k != b"data"}) == "it has no call"
+    assert refusal({**raw, b"origin": b"q\x1b[2J"}) == "its origin holds control characters"
     queue.delete(delete_jobs=True)
 
 

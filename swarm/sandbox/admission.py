@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from swarm.sandbox.client import EXECUTE
 
 MAX_DATA_BYTES = 1 << 20  # the decompressed call; a zlib bomb stops here, not in RAM
 _MAX_FIELD_BYTES = 256  # every field but `data` and `exc_info` is a short word or number
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 # What RQ writes on its own while a job runs (status, timestamps, the worker, the error);
 # inert: nothing in RQ acts on their values beyond storing and showing them.
@@ -103,6 +105,11 @@ def refusal(raw: Mapping[Any, Any]) -> str:
             return "it carries meta"
         if name in _BOUNDED and value and (reason := _number_refusal(name, value)):
             return reason
-        if name not in ("data", "exc_info", "result") and len(value) > _MAX_FIELD_BYTES:
+        if name in ("data", "exc_info", "result"):
+            if len(value) > MAX_DATA_BYTES:
+                return f"its {name} is over {MAX_DATA_BYTES} bytes"
+        elif len(value) > _MAX_FIELD_BYTES:
             return f"its {name} is over {_MAX_FIELD_BYTES} bytes"
+        elif _CONTROL.search(value):  # RQ logs the description; a terminal must not obey it
+            return f"its {name} holds control characters"
     return _call_refusal(fields["data"])
