@@ -20,7 +20,7 @@ from typing import Any
 from swarm.sandbox.client import EXECUTE
 
 MAX_DATA_BYTES = 1 << 20  # the decompressed call; a zlib bomb stops here, not in RAM
-_MAX_FIELD_BYTES = 256  # every field but `data` and `exc_info` is a short word or number
+_MAX_FIELD_BYTES = 256  # every field but data, exc_info and result is a short word or number
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 # What RQ writes on its own while a job runs (status, timestamps, the worker, the error);
@@ -48,7 +48,8 @@ _BOUNDED = {"timeout": (1, 86_400), "result_ttl": (0, 86_400), "failure_ttl": (0
 _KNOWN = _LIFECYCLE | _MUST_BE_EMPTY | set(_BOUNDED) | {"data", "meta"}
 
 
-def _text(raw: Mapping[Any, Any]) -> dict[str, bytes]:
+def fields_of(raw: Mapping[Any, Any]) -> dict[str, bytes]:
+    """A raw job hash with str names and bytes values, whichever way the client decodes."""
     fields: dict[str, bytes] = {}
     for key, value in raw.items():
         name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
@@ -93,7 +94,7 @@ def _number_refusal(name: str, value: bytes) -> str:
 
 def refusal(raw: Mapping[Any, Any]) -> str:
     """Why this raw job hash (HGETALL) must not run; empty when it is a plain exec job."""
-    fields = _text(raw)
+    fields = fields_of(raw)
     if "data" not in fields:
         return "it has no call"
     for name, value in sorted(fields.items()):

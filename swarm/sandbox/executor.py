@@ -27,7 +27,7 @@ from rq.worker_pool import WorkerPool
 
 from swarm.protocol import ExecOutput
 from swarm.sandbox import make_sandbox
-from swarm.sandbox.admission import refusal
+from swarm.sandbox.admission import fields_of, refusal
 from swarm.sandbox.base import Sandbox, SandboxUnavailable
 from swarm.sandbox.client import EXECUTE, check_plain_redis
 from swarm.sandbox.limits import ExecLimits
@@ -104,7 +104,7 @@ class ExecJob(Job):
         raise RefusedJob(f"job {self.id[:80]!r} refused: {reason}")
 
     def _drop(self, raw_data: Any) -> None:
-        origin = raw_data.get(b"origin", b"").decode("utf-8", "replace")[:200]
+        origin = fields_of(raw_data).get("origin", b"").decode("utf-8", "replace")[:200]
         queue_key = Queue.redis_queue_namespace_prefix + origin
         with self.connection.pipeline() as pipe:
             pipe.delete(self.key, self.dependents_key)

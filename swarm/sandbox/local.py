@@ -251,7 +251,8 @@ class LocalSandbox:
         interp = interpreter or Interpreter.current()
         self._seccomp = filter_for()
         modern = _bwrap_version(found) >= (0, 8)
-        # --size (0.8+) bounds the tmpfs; older bwrap gives it the kernel default, half of RAM.
+        # bwrap's own /work only holds main.py until the launcher mounts the bounded tmpfs over
+        # it; --size (0.8+) bounds it all the same.
         size = ["--size", str(self.limits.workdir_mb << 20)] if modern else []
         # Built once: no path resolution or probing on the per-run path.
         self._head = [
