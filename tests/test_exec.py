@@ -40,6 +40,7 @@ from swarm.sandbox.client import (
 from swarm.sandbox.commands import exec_settings
 from swarm.sandbox.commands import executor as executor_command
 from swarm.sandbox.commands import sandbox as sandbox_group
+from swarm.sandbox.executor import ExecJob, ExecQueue, ExecWorker
 from swarm.sandbox.limits import ExecLimits
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
@@ -295,6 +296,30 @@ def test_hostile_jobs_are_dropped_with_no_request_and_no_delay(
         assert not {j.decode() for j in intermediate} & set(planted.values())
     finally:
         listener.close()
+
+
+def test_jobs_planted_in_rq_registries_are_dropped_by_the_clean_up(conn: redis.Redis) -> None:
+    listener = _Listener()
+    name = f"test-reg-{uuid.uuid4().hex[:8]}"
+    try:
+        url = f"http://127.0.0.1:{listener.port}/hook"
+        hook = json.dumps([{"url": url, "job_status": "failed", "method": "POST",
+                            "headers": None, "timeout": 600}])  # fmt: skip
+        # "Abandoned" by a dead worker: RQ's clean-up fails it, which sends its webhooks.
+        started = _plant(conn, name, status="started", webhooks=hook)
+        ready = _plant(conn, name, status="ready_to_enqueue", webhooks=hook)
+        conn.zadd(f"rq:wip:{name}", {started: 1})
+        conn.zadd(f"rq:ready:{name}", {ready: 1})
+        queue = ExecQueue(name, connection=conn, serializer=JSONSerializer, job_class=ExecJob)
+        worker = ExecWorker([queue], connection=conn, serializer=JSONSerializer, job_class=ExecJob)
+        worker.run_maintenance_tasks()  # what a serving executor does every few minutes
+        time.sleep(0.5)
+        assert listener.connections == []
+        assert not conn.exists(f"rq:job:{started}", f"rq:job:{ready}")
+        assert not conn.zcard(f"rq:wip:{name}") and not conn.zcard(f"rq:ready:{name}")
+    finally:
+        listener.close()
+        queue.delete(delete_jobs=True)
 
 
 def test_admission_takes_what_the_client_writes_and_nothing_more(conn: redis.Redis) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
 from rq.worker import SimpleWorker
 from rq.worker_pool import WorkerPool
 
@@ -103,6 +104,20 @@ class ExecJob(Job):
         log.warning("refused job %r: %s; dropped unrun", self.id[:80], reason)
         raise RefusedJob(f"job {self.id[:80]!r} refused: {reason}")
 
+    @classmethod
+    def fetch_many(
+        cls, job_ids: Iterable[str], connection: Any, serializer: Any = None
+    ) -> list[Job | None]:
+        """One by one, so that a refused job reads as None (as a vanished one does) instead of
+        an error that would stop RQ's registry clean-up, and with it the executor."""
+        jobs: list[Job | None] = []
+        for job_id in job_ids:
+            try:
+                jobs.append(cls.fetch(job_id, connection=connection, serializer=serializer))
+            except (NoSuchJobError, ValueError):  # ValueError: an id RQ cannot parse
+                jobs.append(None)
+        return jobs
+
     def _drop(self, raw_data: Any) -> None:
         origin = fields_of(raw_data).get("origin", b"").decode("utf-8", "replace")[:200]
         queue_key = Queue.redis_queue_namespace_prefix + origin
@@ -146,6 +161,15 @@ class ExecWorker(SimpleWorker):
     """A SimpleWorker that closes (kills) its process's sandbox when it stops."""
 
     queue_class = ExecQueue
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's clean-up reads whatever ids sit in its registries, which anyone with access to
+        Redis can plant: one it cannot handle is logged, never the end of the executor."""
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            self.last_cleaned_at = rq_now()  # type: ignore[assignment]  # next interval, not every loop
+            log.warning("registry clean-up failed: %s", " ".join(str(exc).split())[:300])
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         try:
