@@ -2,9 +2,14 @@
 (enqueue -> executor -> result), and runs/s with 1 and 4 executor processes.
 
     python scripts/bench_exec.py [--runs 50] [--jobs 200] [--redis URL] [--json]
+    python scripts/bench_exec.py --against DIR [--runs 100]
 
 Needs bubblewrap and a Redis (default redis://127.0.0.1:6379/0). Starts its own
 `swarm executor` processes on a throw-away queue and stops them afterwards.
+
+`--against DIR` instead compares the bare jail of this checkout with the one of another
+checkout (DIR holds its `swarm/`, e.g. `git archive main swarm | tar -x -C DIR`): one process
+each, runs taken in turn, so a jail change's cost is a ratio from one run, not two.
 """
 
 from __future__ import annotations
@@ -110,6 +115,67 @@ def measure(url: str, runs: int, jobs: int) -> dict[str, Any]:
     return result
 
 
+_JAIL_SERVER = """
+import sys, time
+from swarm.sandbox.limits import ExecLimits
+from swarm.sandbox.local import LocalSandbox
+box = LocalSandbox(ExecLimits())
+print("ready", flush=True)
+for _ in sys.stdin:
+    start = time.perf_counter()
+    out = box.run(sys.argv[1], 10)
+    print(time.perf_counter() - start if out.ok else -1.0, flush=True)
+"""
+
+
+class _JailServer:
+    """A process running the bare jail of the checkout at `root`, one run per request."""
+
+    def __init__(self, root: str) -> None:
+        env = {**os.environ, "PYTHONPATH": root}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _JAIL_SERVER, CODE], env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        if self._line() != "ready":
+            raise SystemExit(f"the jail of {root} does not start")
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def run(self) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        seconds = float(self._line())
+        if seconds < 0:
+            raise SystemExit(f"{CODE} failed in a jail")
+        return seconds
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def compare(other: str, runs: int) -> dict[str, Any]:
+    """print(1) in this checkout's bare jail and in `other`'s, taken in turn."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    servers = [_JailServer(here), _JailServer(other)]
+    try:
+        mine, theirs = interleaved([s.run for s in servers], runs)
+    finally:
+        for server in servers:
+            server.close()
+    result: dict[str, Any] = {"cpus": os.cpu_count(), "runs": runs, "against": other}
+    result["this_checkout"], result["other_checkout"] = percentiles(mine), percentiles(theirs)
+    result["p50_ratio"] = round(
+        result["this_checkout"]["p50_ms"] / result["other_checkout"]["p50_ms"], 2
+    )
+    return result
+
+
 def table(r: dict[str, Any]) -> str:
     bare, rq = r["bare_sandbox"], r["rq_round_trip"]
     rows = [
@@ -136,7 +202,18 @@ def main() -> None:
         "--redis", default=os.environ.get("SWARM_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--against", metavar="DIR", help="compare the bare jail with DIR's")
     args = parser.parse_args()
+    if args.against:
+        compared = compare(args.against, args.runs)
+        if args.json:
+            print(json.dumps(compared, indent=2))
+            return
+        mine, theirs = compared["this_checkout"], compared["other_checkout"]
+        print(f"{CODE}, bare jail, {args.runs} runs each, taken in turn, {compared['cpus']} CPUs")
+        print(f"this checkout p50 {mine['p50_ms']} ms, {args.against} p50 {theirs['p50_ms']} ms")
+        print(f"ratio at p50: {compared['p50_ratio']}x")
+        return
     result = measure(args.redis, args.runs, args.jobs)
     print(json.dumps(result, indent=2) if args.json else table(result))
 

@@ -5,14 +5,16 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# System parts: bubblewrap for the local sandbox, tmux for the live-view test, chromium and
-# its driver for the dashboard's browser test (Debian's: no browser download at test time).
+# System parts: bubblewrap for the local sandbox, tmux for the live-view test, setpriv for the
+# jail's unprivileged mode, chromium and its driver for the dashboard's browser test (Debian's:
+# no browser download at test time).
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v ps >/dev/null || missing+=(procps)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v setpriv >/dev/null || missing+=(util-linux)  # runs the jail as an unprivileged uid
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -222,16 +222,16 @@ def _serve_metrics(metrics: Any, worker_id: str, mind: str, host: str, port: int
 
 def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
     try:
-        from swarm.sandbox.client import runner_factory, served_runner_factory
+        from swarm.sandbox.client import runner_factory
     except ImportError:
         return None
-    if system.LOCAL_JAIL:
-        return runner_factory(settings.for_exec())
-    logging.getLogger("swarm.worker").warning(
-        "the local jail is Linux-only: code runs on executors serving the exec queue "
-        "(`swarm executor` on a Linux machine, or with E2B), and is offered only while one does"
-    )
-    return served_runner_factory(settings.for_exec())
+    if not system.LOCAL_JAIL:
+        logging.getLogger("swarm.worker").warning(
+            "the local jail is Linux-only: code runs on executors serving the exec queue "
+            "(`swarm executor` on a Linux machine, or with E2B), and is offered only while one does"
+        )
+    # Code is offered only while an executor serves the queue (RQ's worker registry).
+    return runner_factory(settings.for_exec())
 
 
 @cli.command()

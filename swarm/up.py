@@ -122,6 +122,18 @@ def _executor_available() -> bool:
     return True
 
 
+def _await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> None:
+    """Workers offer code only once an executor serves the queue: let it register first. One
+    that dies (no sandbox here) leaves the swarm to run without code."""
+    from swarm.sandbox.client import exec_connection, exec_queue_name, wait_for_executor
+
+    conn = exec_connection(settings.for_exec())
+    try:
+        wait_for_executor(conn, exec_queue_name(), 30.0, alive=lambda: proc.poll() is None)
+    finally:
+        conn.close()
+
+
 def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
     for p in procs:
         if p.poll() is None:
@@ -209,6 +221,7 @@ def run_up(opts: UpOptions) -> str:
             path = logs_dir / f"{board.id}-executor.log"
             fh = stack.enter_context(open(path, "w"))
             procs.append(_spawn(["executor"], env, fh))
+            _await_executor(settings, procs[-1])
         workers = []
         for n in range(opts.workers):
             path = logs_dir / f"{board.id}-worker-{n}.log"

@@ -392,6 +392,8 @@ class Worker:
         started = time.monotonic()
         try:
             return runner.run(action.code, self.config.code_timeout_s)
+        except Exception as exc:  # a runner's failure is what the mind sees, not a task crash
+            return ExecOutput(error=f"code execution failed: {type(exc).__name__}: {exc}"[:300])
         finally:
             self.metrics.executed(time.monotonic() - started)
 

@@ -31,6 +31,7 @@ import pytest
 
 from swarm.board import Board, list_swarms
 from swarm.config import ConnectionFailed, RedisSettings, connect
+from swarm.sandbox.client import executors_serving
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
@@ -231,6 +232,8 @@ def test_compose_stack_survives_dead_workers_and_a_restart(stack: Stack, tmp_pat
         "up", lambda: stack.compose("up", "-d", "--no-build", "--scale", f"worker={WORKERS}")
     )
     client = stack.client()
+    # Workers offer code only once an executor serves the queue.
+    _wait("an executor", lambda: executors_serving(client, "swarm-exec") > 0, timeout=120)
     (tmp_path / "purpose.md").write_text(PURPOSE)
     # The container runs as an unprivileged user; pytest's directories are private.
     tmp_path.chmod(0o755)

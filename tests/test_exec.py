@@ -10,8 +10,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -26,8 +28,10 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from swarm.config import redis_settings
+from swarm.sandbox.admission import MAX_DATA_BYTES, refusal
 from swarm.sandbox.client import (
     EXECUTE,
+    SERVED_TTL_S,
     ExecClient,
     check_plain_redis,
     exec_queue_name,
@@ -36,6 +40,7 @@ from swarm.sandbox.client import (
 from swarm.sandbox.commands import exec_settings
 from swarm.sandbox.commands import executor as executor_command
 from swarm.sandbox.commands import sandbox as sandbox_group
+from swarm.sandbox.executor import ExecJob, ExecQueue, ExecWorker
 from swarm.sandbox.limits import ExecLimits
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
@@ -176,11 +181,12 @@ def test_executor_runs_only_the_execute_function(
     marker = tmp_path / "pwned"
     queue = Queue(client.queue.name, connection=conn, serializer=JSONSerializer)
     job = queue.enqueue_call("os.system", args=(f"touch {marker}",))
-    result = Result.fetch_latest(job, serializer=JSONSerializer, timeout=10)
-    assert result is not None and result.type == Result.Type.FAILED
-    assert "only runs swarm.sandbox.executor.execute" in (result.exc_string or "")
+    deadline = time.monotonic() + 10
+    while conn.exists(job.key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not conn.exists(job.key), "the job was not dropped"
+    assert Result.fetch_latest(job, serializer=JSONSerializer) is None  # refused, unanswered
     assert not marker.exists()
-    job.delete()
 
 
 def test_malformed_job_arguments_are_an_error_not_a_crash(
@@ -194,6 +200,142 @@ def test_malformed_job_arguments_are_an_error_not_a_crash(
     job.delete()
 
 
+class _Listener:
+    """A TCP server on 127.0.0.1 that records every connection and never answers: a webhook
+    sent to it would both show up here and stall its sender for the webhook's timeout."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections: list[tuple[str, int]] = []
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                peer, address = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(address)
+            self._held.append(peer)  # held open, never answered
+
+    def close(self) -> None:
+        self.sock.close()
+        for peer in self._held:
+            peer.close()
+
+
+def _call(*call: object) -> bytes:
+    return zlib.compress(json.dumps(list(call)).encode())
+
+
+def _plant(conn: redis.Redis, queue: str, **fields: object) -> str:
+    """Write a job hash straight to Redis, as anyone with access to it could, and queue it."""
+    job_id = f"planted-{uuid.uuid4().hex}"
+    stamp = "2026-01-01T00:00:00.000000Z"
+    base: dict[str, object] = {
+        "status": "queued", "origin": queue, "created_at": stamp, "enqueued_at": stamp,
+        "data": _call(EXECUTE, None, ["print('planted')", 3.0], {}), "description": "x",
+        "timeout": "33", "result_ttl": "300", "failure_ttl": "3600", "ttl": "30",
+    }  # fmt: skip
+    base.update(fields)
+    with conn.pipeline() as pipe:  # atomically, so the executor never sees half a job
+        pipe.hset(f"rq:job:{job_id}", mapping=base)  # type: ignore[arg-type]
+        pipe.rpush(f"rq:queue:{queue}", job_id)
+        pipe.execute()
+    return job_id
+
+
+def _hostile_jobs(url: str) -> dict[str, dict[str, object]]:
+    hook = [{"url": url, "job_status": s, "method": "POST", "headers": None, "timeout": 600}
+            for s in ("finished", "failed")]  # fmt: skip
+    webhooks = json.dumps(hook)
+    return {
+        "webhook on a refused function": {
+            "data": _call("os.getcwd", None, [], {}), "webhooks": webhooks,
+        },
+        "webhook on execute": {"webhooks": webhooks},
+        "success callback": {"success_callback_name": "os.getcwd"},
+        "failure callback": {"failure_callback_name": "os.getcwd", "timeout": "not a number"},
+        "stopped callback": {"stopped_callback_name": "os.getcwd"},
+        "dependency": {"dependency_ids": json.dumps(["some-other-job"])},
+        "retries": {"retries_left": "5", "retry_intervals": "[0]"},
+        "repeats": {"repeats_left": "100", "repeat_intervals": "[0]"},
+        "rate limit": {"rate_limit_key": "k", "rate_limit_concurrency": "1"},
+        "group": {"group_id": "g"},
+        "meta": {"meta": json.dumps({"k": "v"})},
+        "result kept forever": {"result_ttl": "-1"},
+        "unknown field": {"callback_url": url},
+        "kwargs": {"data": _call(EXECUTE, None, ["print(1)"], {"timeout_s": 1})},
+        "zlib bomb": {"data": zlib.compress(b"[" + b" " * (4 * MAX_DATA_BYTES))},
+        "unparseable date": {"enqueued_at": "yesterday"},
+        "escapes in the description": {"description": "\x1b]52;c;cHduZWQ=\x07"},
+    }  # fmt: skip
+
+
+def test_hostile_jobs_are_dropped_with_no_request_and_no_delay(
+    client: ExecClient, conn: redis.Redis, executor: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    listener = _Listener()
+    try:
+        url = f"http://127.0.0.1:{listener.port}/hook"
+        planted = {name: _plant(conn, client.queue.name, **fields)
+                   for name, fields in _hostile_jobs(url).items()}  # fmt: skip
+        started = time.monotonic()
+        out = client.run("print('real')", 3)  # queued behind every hostile job
+        assert (out.stdout, out.error) == ("real\n", "")
+        assert time.monotonic() - started < 5, "a hostile job delayed the next real one"
+        _assert_serving(client, executor[1])
+        time.sleep(0.5)  # a request sent late would still show up
+        assert listener.connections == []
+        left = [name for name, job_id in planted.items() if conn.exists(f"rq:job:{job_id}")]
+        assert left == [], f"not dropped: {left}"
+        assert not any(conn.exists(f"rq:results:{job_id}") for job_id in planted.values())
+        intermediate = conn.lrange(f"rq:queue:{client.queue.name}:intermediate", 0, -1)
+        assert not {j.decode() for j in intermediate} & set(planted.values())
+    finally:
+        listener.close()
+
+
+def test_jobs_planted_in_rq_registries_are_dropped_by_the_clean_up(conn: redis.Redis) -> None:
+    listener = _Listener()
+    name = f"test-reg-{uuid.uuid4().hex[:8]}"
+    try:
+        url = f"http://127.0.0.1:{listener.port}/hook"
+        hook = json.dumps([{"url": url, "job_status": "failed", "method": "POST",
+                            "headers": None, "timeout": 600}])  # fmt: skip
+        # "Abandoned" by a dead worker: RQ's clean-up fails it, which sends its webhooks.
+        started = _plant(conn, name, status="started", webhooks=hook)
+        ready = _plant(conn, name, status="ready_to_enqueue", webhooks=hook)
+        conn.zadd(f"rq:wip:{name}", {started: 1})
+        conn.zadd(f"rq:ready:{name}", {ready: 1})
+        queue = ExecQueue(name, connection=conn, serializer=JSONSerializer, job_class=ExecJob)
+        worker = ExecWorker([queue], connection=conn, serializer=JSONSerializer, job_class=ExecJob)
+        worker.run_maintenance_tasks()  # what a serving executor does every few minutes
+        time.sleep(0.5)
+        assert listener.connections == []
+        assert not conn.exists(f"rq:job:{started}", f"rq:job:{ready}")
+        assert not conn.zcard(f"rq:wip:{name}") and not conn.zcard(f"rq:ready:{name}")
+    finally:
+        listener.close()
+        queue.delete(delete_jobs=True)
+
+
+def test_admission_takes_what_the_client_writes_and_nothing_more(conn: redis.Redis) -> None:
+    queue = Queue(f"test-adm-{uuid.uuid4().hex[:8]}", connection=conn, serializer=JSONSerializer)
+    job = queue.enqueue_call(
+        EXECUTE, args=("print(1)", 3.0), timeout=33, ttl=30, result_ttl=300, failure_ttl=3600
+    )
+    raw = conn.hgetall(job.key)
+    assert refusal(raw) == ""
+    assert refusal({**raw, b"webhooks": b"[]x"}) == "it carries webhooks"
+    assert refusal({**raw, b"ttl": b"1e400"}) == "its ttl is outside 1..86400"
+    assert refusal({k: v for k, v in raw.items() if k != b"data"}) == "it has no call"
+    assert refusal({**raw, b"origin": b"q\x1b[2J"}) == "its origin holds control characters"
+    queue.delete(delete_jobs=True)
+
+
 def test_queue_names_and_plain_redis_check(conn: redis.Redis) -> None:
     assert exec_queue_name(env={}) == "swarm-exec"
     assert exec_queue_name("abc", env={}) == "swarm-exec:abc"
@@ -205,12 +347,54 @@ def test_runner_factory_connects_lazily_and_reports_a_dead_redis(
     redis_url: str, executor: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = redis_settings("redis://127.0.0.1:1/0", env={})
-    runner = runner_factory(dead)("swarm-1")  # no connection attempt yet
+    runner = runner_factory(dead)("swarm-1")  # cannot ask the registry: offered, to say why
+    assert runner is not None
     assert runner.run("print(1)", 3).error.startswith("exec queue unavailable: cannot connect")
     monkeypatch.setenv("SWARM_EXEC_QUEUE", executor[0])
     live = runner_factory(redis_settings(redis_url, env={}), limits=LIMITS)
-    assert live("swarm-1") is live("swarm-2")  # one shared queue unless per_swarm
-    assert live("swarm-1").run("print(6 * 7)", 3).stdout == "42\n"
+    runner = live("swarm-1")
+    assert runner is not None and runner is live("swarm-2")  # one shared queue unless per_swarm
+    assert runner.run("print(6 * 7)", 3).stdout == "42\n"
+
+
+def test_code_is_offered_only_while_an_executor_serves_the_queue(
+    redis_url: str, conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"test-served-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SWARM_EXEC_QUEUE", queue)
+    now = [0.0]
+    runners = runner_factory(redis_settings(redis_url, env={}), clock=lambda: now[0])
+    assert runners("s") is None
+    rq_worker = Worker([Queue(queue, connection=conn)], connection=conn)
+    rq_worker.register_birth()  # an executor starts serving the queue
+    try:
+        assert runners("s") is None  # the answer is cached for a few seconds
+        now[0] += SERVED_TTL_S
+        assert runners("s") is not None
+    finally:
+        rq_worker.register_death()
+    now[0] += SERVED_TTL_S
+    assert runners("s") is None
+
+
+def test_an_expired_unclaimed_job_is_an_error_not_a_crash(conn: redis.Redis) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 5.0
+        return now[0]
+
+    name = f"test-unserved-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, connection=conn)
+
+    def expire() -> None:  # the job's ttl runs out while nobody serves the queue
+        for job_id in queue.job_ids:
+            conn.delete(f"rq:job:{job_id}")
+
+    lonely = ExecClient(conn, name, LIMITS, queue_wait_s=5, keepalive_every_s=0.01, clock=clock)
+    out = lonely.run("print(1)", 3, keepalive=expire)
+    assert out.error.startswith("no executor answered within 8s")
+    queue.delete(delete_jobs=True)
 
 
 def test_exec_redis_url_resolution() -> None:

@@ -24,7 +24,7 @@ from conftest_models import tiny_model  # noqa: F401  (a fixture)
 import swarm
 from swarm import system
 from swarm.board import Board
-from swarm.sandbox.client import ServedOnly, runner_factory
+from swarm.sandbox.client import SERVED_TTL_S, runner_factory
 from swarm.trace import delete_swarm
 
 pytestmark = pytest.mark.slow
@@ -223,22 +223,21 @@ def test_code_is_offered_only_while_an_executor_serves_the_queue(redis_url: str)
 
     settings = redis_settings(redis_url)
     assert settings is not None
-    runners = runner_factory(settings.for_exec(), per_swarm=True)
-    conn = runners.connection()  # type: ignore[attr-defined]
     now = [0.0]
-    served = ServedOnly(runners, lambda: conn, every_s=30, clock=lambda: now[0])
+    served = runner_factory(settings.for_exec(), per_swarm=True, clock=lambda: now[0])
+    conn = served.connection()  # type: ignore[attr-defined]
     assert served("portable-test") is None
     queue = Queue("swarm-exec:portable-test", connection=conn)
     executor = Worker([queue], connection=conn, name="portable-test-executor")
     executor.register_birth()
     try:
-        assert served("portable-test") is None  # asked again only after every_s
-        now[0] += 31
+        assert served("portable-test") is None  # asked again only after SERVED_TTL_S
+        now[0] += SERVED_TTL_S + 1
         runner = served("portable-test")
         assert runner is not None and runner.queue_name == "swarm-exec:portable-test"
     finally:
         executor.register_death()
-    now[0] += 31
+    now[0] += SERVED_TTL_S + 1
     assert served("portable-test") is None
 
 

@@ -43,6 +43,14 @@ budgets:
 
 Split in two, twice, and join the leaves.
 """
+AWAIT_EXECUTOR = """
+import sys
+from swarm.config import redis_settings
+from swarm.sandbox.client import exec_connection, exec_queue_name, wait_for_executor
+conn = exec_connection(redis_settings().for_exec())
+sys.exit(0 if wait_for_executor(conn, exec_queue_name(), 30) else "no executor registered")
+"""
+
 _counter = itertools.count()
 
 
@@ -213,6 +221,9 @@ def _run_swarm(pair: NetPair, tmp_path: Path, envs: list[dict[str, str]], url: s
         if code
         else []
     )
+    if code:  # workers offer code only once an executor serves the queue
+        waited = pair.popen(pair.client, [sys.executable, "-c", AWAIT_EXECUTOR], env=envs[0])
+        assert waited.wait(60) == 0, waited.communicate()
     argv = [*swarm, "worker", "--mind", mind, "--burst", "--swarm", swarm_id]
     workers = [pair.popen(pair.client, argv, env=env) for env in envs]
     try:

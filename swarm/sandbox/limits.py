@@ -16,12 +16,14 @@ class ExecLimits:
     memory_mb: int = 512  # address space of each process (RLIMIT_AS), and RSS of all together
     processes: int = 32  # processes and threads together (RLIMIT_NPROC)
     file_mb: int = 64  # largest file the code may write (RLIMIT_FSIZE)
-    workdir_mb: int = 128  # size of the tmpfs work dir, all files together
+    workdir_mb: int = 128  # size of the tmpfs work dir (and /dev/shm), all files together
+    workdir_files: int = 10_000  # files and directories in it: each one is kernel memory
     open_files: int = 256  # RLIMIT_NOFILE
     output_bytes: int = 16_000  # kept of each of stdout and stderr; the rest is cut with a marker
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "cpu_s", "memory_mb", "processes", "file_mb", "workdir_mb"):
+        positive = ("timeout_s", "cpu_s", "memory_mb", "processes", "file_mb", "workdir_mb")
+        for name in (*positive, "workdir_files"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ExecLimits.{name} must be positive")
         if self.open_files < 16:

@@ -8,6 +8,12 @@ process group and reads output incrementally within a cap.
 When the executor runs as root, bwrap runs without a user namespace (root's jail could not
 read a Python under /root otherwise) and the launcher drops to an unprivileged uid: under a
 user namespace mapped onto root, RLIMIT_NPROC is not enforced and a fork bomb would escape.
+
+In both modes the jail's bounds hold against code that tries to go around them: a seccomp
+filter (seccomp.py) refuses nested user namespaces, memfds and System V shared memory; the
+launcher mounts the only writable filesystem (/work and /dev/shm share one tmpfs, bounded in
+bytes and in files) with a capability bwrap lends it and gives back before the snippet runs;
+the root and /dev are read-only; IPC is unshared.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from swarm.protocol import ExecOutput
 from swarm.sandbox.base import SandboxUnavailable
 from swarm.sandbox.capture import OutputCapture
 from swarm.sandbox.limits import ExecLimits
+from swarm.sandbox.seccomp import filter_for
 
 WORKDIR = "/work"
 _LAUNCHER = resources.files("swarm.sandbox").joinpath("_launcher.py").read_text()
@@ -121,26 +128,31 @@ def _bwrap_version(bwrap: str) -> tuple[int, ...]:
 
 
 def _namespace_args(as_root: bool, modern: bool) -> list[str]:
+    # The launcher needs CAP_SYS_ADMIN for its mounts, and gives it up before the snippet runs.
     if as_root:
         # No user namespace: see the module docstring. Keep only what the launcher needs to
-        # change uid; bwrap run by root would otherwise keep every capability.
+        # mount and change uid; bwrap run by root would otherwise keep every capability.
         return [
             "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try",
             "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+            "--cap-add", "CAP_SYS_ADMIN",
         ]  # fmt: skip
-    # --disable-userns (bwrap 0.8+) stops the snippet from nesting a user namespace of its own.
-    return ["--unshare-all", "--unshare-user", *(["--disable-userns"] if modern else [])]
+    # --disable-userns (bwrap 0.8+) stops the snippet from nesting a user namespace of its own;
+    # the seccomp filter does too, with older bwrap as well.
+    return [
+        "--unshare-all", "--unshare-user", *(["--disable-userns"] if modern else []),
+        "--cap-add", "CAP_SYS_ADMIN",
+    ]  # fmt: skip
 
 
 def _jail_uid() -> int:
     return _JAIL_UID_BASE + os.getpid() % _JAIL_UID_SPAN
 
 
-def _code_fd(code: str) -> int:
-    # A memfd, so bwrap copies the snippet into the jail without a pipe to feed or a host file.
-    fd = os.memfd_create("swarm-snippet", os.MFD_CLOEXEC)
-    data = code.encode("utf-8", "replace")
+def _data_fd(name: str, data: bytes) -> int:
+    # A memfd, so bwrap reads the snippet (or the filter) without a pipe to feed or a host file.
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -237,8 +249,10 @@ class LocalSandbox:
                 "(dnf install bubblewrap, apk add bubblewrap), or use --sandbox e2b"
             )
         interp = interpreter or Interpreter.current()
+        self._seccomp = filter_for()
         modern = _bwrap_version(found) >= (0, 8)
-        # --size (0.8+) bounds the tmpfs; older bwrap gives it the kernel default, half of RAM.
+        # bwrap's own /work only holds main.py until the launcher mounts the bounded tmpfs over
+        # it; --size (0.8+) bounds it all the same.
         size = ["--size", str(self.limits.workdir_mb << 20)] if modern else []
         # Built once: no path resolution or probing on the per-run path.
         self._head = [
@@ -248,6 +262,9 @@ class LocalSandbox:
             "--proc", "/proc", "--dev", "/dev",
             *size, "--tmpfs", WORKDIR,
             "--symlink", WORKDIR, "/tmp",
+            # Read-only from here: bwrap's own tmpfs root and /dev are unbounded, and in a user
+            # namespace the jail would own them. The launcher mounts /work and /dev/shm anew.
+            "--remount-ro", "/dev", "--remount-ro", "/",
         ]  # fmt: skip
         env = [arg for key, value in _JAIL_ENV.items() for arg in ("--setenv", key, value)]
         self._tail = [
@@ -256,15 +273,17 @@ class LocalSandbox:
         ]  # fmt: skip
         self._probe()
 
-    def _argv(self, code_fd: int) -> list[str]:
+    def _argv(self, code_fd: int, seccomp_fd: int) -> list[str]:
         lim = self.limits
         limit_args = [
             str(lim.cpu_s), str(lim.memory_mb << 20), str(lim.processes),
             str(lim.file_mb << 20), str(lim.open_files),
             str(_jail_uid() if self._as_root else -1),
+            str(lim.workdir_mb << 20), str(lim.workdir_files),
         ]  # fmt: skip
         code_args = ["--perms", "0444", "--ro-bind-data", str(code_fd), f"{WORKDIR}/main.py"]
-        return [*self._head, *code_args, *self._tail, *limit_args]
+        fd_args = [*code_args, "--seccomp", str(seccomp_fd)]
+        return [*self._head, *fd_args, *self._tail, *limit_args]
 
     def _probe(self) -> None:
         out = self.run("pass", timeout_s=min(10.0, self.limits.timeout_s))
@@ -279,20 +298,24 @@ class LocalSandbox:
 
     def run(self, code: str, timeout_s: float) -> ExecOutput:
         wall_s = self.limits.wall_s(timeout_s)
-        fd = _code_fd(code)
+        fds = (
+            _data_fd("swarm-snippet", code.encode("utf-8", "replace")),
+            _data_fd("swarm-seccomp", self._seccomp),
+        )
         try:
             start = self._clock()
             proc = subprocess.Popen(
-                self._argv(fd),
+                self._argv(*fds),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(fd,),
+                pass_fds=fds,
                 start_new_session=True,
                 env={},  # bwrap's own environment is readable from inside via /proc/1/environ
             )
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
         try:
             got = self._collect(proc, start, wall_s)
         finally:
