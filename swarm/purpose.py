@@ -8,6 +8,7 @@ a `PurposeError` whose one-line message names the file and, where it helps, the 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -504,7 +505,8 @@ def _unfenced(body: list[str]) -> Iterator[tuple[int, str]]:
     """Yield (index, line) for lines outside fenced code blocks, where `#` is not a heading."""
     fence: str | None = None
     for i, line in enumerate(body):
-        opener = _FENCE.match(line)
+        # most lines hold neither fence character: skip the regex for them
+        opener = _FENCE.match(line) if "`" in line or "~" in line else None
         if opener and (fence is None or opener.group(1) == fence):
             fence = opener.group(1) if fence is None else None
             continue
@@ -536,10 +538,10 @@ def _title(body: list[str]) -> str:
         if heading:
             return heading[:MAX_TITLE]
     # No `# Heading`: the first line with words, less any heading marks, names the purpose.
-    candidates = [line.strip(" \t#") for _, line in _unfenced(body)] + [
-        line.strip() for line in body
-    ]
-    first = next(text for text in candidates if re.search(r"\w", text))
+    candidates = itertools.chain(
+        (line.strip(" \t#") for _, line in _unfenced(body)), (line.strip() for line in body)
+    )  # lazily: the first line with words is usually near the top of a long file
+    first = next(text for text in candidates if text and re.search(r"\w", text))
     return first[:MAX_TITLE].rstrip()
 
 
@@ -551,9 +553,9 @@ def _tasks(body: list[str], offset: int, budgets: Budgets, source: str) -> tuple
     items = _list_items(section)
     if not items:
         _fail(source, "'## Tasks' section has no list items (write '- Title: detail')", heading)
+    _check_fit(len(items), budgets, heading, source)  # before building thousands of tasks
     tasks = [_root_task(text, line, source) for line, text in items]
     _check_unique(tasks, [line for line, _ in items], source)
-    _check_fit(len(tasks), budgets, heading, source)
     return tuple(tasks)
 
 
@@ -566,7 +568,10 @@ def _tasks_section(
     section: list[tuple[int, str]] = []
     for i, line in _unfenced(body):
         lineno = offset + i + 1
-        if _is_tasks_heading(line):
+        if not line.startswith("#"):
+            if inside:
+                section.append((lineno, line))
+        elif _is_tasks_heading(line):
             if heading is not None:
                 _fail(
                     source, f"a second '## Tasks' section (the first is at line {heading})", lineno

@@ -21,6 +21,7 @@ from swarm.board import Board
 from swarm.pheromone import MAX_LEVEL, level
 from swarm.trace import delete_swarm
 from tests.conftest import FakeClock
+from tests.test_hostile_purpose import swarms_on
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "purpose.md"
@@ -158,11 +159,11 @@ MARK = "QZX"  # every password below is built from this, so a leak of any part s
     ],
 )
 def test_unusable_url_is_refused_in_one_line(url: str, why: str, real_redis: redis.Redis) -> None:
-    before = real_redis.dbsize()
+    before = swarms_on(real_redis)
     line = one_line_error(swarm("seed", str(EXAMPLE), "--redis", url))
     assert line.startswith("Error: malformed Redis URL") and why in line, line
     assert MARK not in line and len(line) < 400
-    assert real_redis.dbsize() == before
+    assert swarms_on(real_redis) == before
 
 
 PASSWORDS = [f"{MARK}a?{MARK}b", f"{MARK}a#{MARK}b", f"{MARK}a@{MARK}b", f"{MARK}a%{MARK}b%41"]
