@@ -83,7 +83,10 @@ def dashboard(redis_url: str | None, host: str, port: int, period: float, rows: 
         ),
         exec_depth=_exec_depth(settings),
     )
-    shown = f"[{host}]" if ":" in host else host
+    wildcard = host in ("0.0.0.0", "::", "")
+    shown = "localhost" if wildcard else f"[{host}]" if ":" in host else host
+    if wildcard:
+        click.echo(f"listening on all addresses, port {port}", err=True)
     if not os.environ.get(TOKEN_ENV):
         click.echo(f"token: {token}  (set ${TOKEN_ENV} to choose it)", err=True)
     click.echo(
