@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from swarm.minds.base import Mind, MindError, ScriptedMind
+from swarm.minds.base import Interrupted, Mind, MindError, ScriptedMind
 
-__all__ = ["Mind", "MindError", "MindSpecError", "ScriptedMind", "make_mind"]
+__all__ = ["Interrupted", "Mind", "MindError", "MindSpecError", "ScriptedMind", "make_mind"]
 
 
 class MindSpecError(ValueError):

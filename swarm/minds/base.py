@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
@@ -10,6 +11,10 @@ from swarm.protocol import Action, ThinkRequest, Thought
 
 class MindError(RuntimeError):
     """A mind could not produce a valid action for this step; the attempt fails with this reason."""
+
+
+class Interrupted(MindError):
+    """The mind was interrupted (the worker is stopping): the step has no result to post."""
 
 
 @runtime_checkable
@@ -23,6 +28,11 @@ class Mind(Protocol):
     name: str
 
     def think(self, request: ThinkRequest) -> Thought: ...
+
+    def interrupt(self) -> None:
+        """Every think() in progress or started later raises `Interrupted`, within about one
+        bounded native call (the worker calls this when it stops, after releasing its tasks)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -39,10 +49,16 @@ class ScriptedMind:
             queue = list(script)
             self._fn = lambda _req: queue.pop(0)
         self.requests: list[ThinkRequest] = []
+        self.interrupted = threading.Event()
 
     def think(self, request: ThinkRequest) -> Thought:
+        if self.interrupted.is_set():
+            raise Interrupted("the scripted mind was interrupted")
         self.requests.append(request)
         return Thought(self._fn(request), tokens=1)
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
 
     def close(self) -> None:
         pass

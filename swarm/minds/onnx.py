@@ -15,16 +15,22 @@ How one step runs, and why (figures measured with onnxruntime-genai 0.18 on a 2-
 - A generation that reaches `max_new_tokens` is retried once with bounds tight enough
   that no answer can exceed the limit (ASCII strings, at most two tokens a character);
   if that fails too the step fails with a MindError, never a crash.
-- Slots take turns on the one generator, on one thread. The Python binding holds the GIL
-  while the model runs (a second thread made no progress meanwhile), the batched
-  Generator with guidance fails once one sequence finishes before the others, and
-  batching did not speed up prefill on CPU, which is where a task's time goes. Taking
-  turns costs no memory per slot.
+- Every native call is kept short. The Python binding holds the GIL through each call
+  (src/python/python.cpp releases it nowhere; a second thread made no progress meanwhile),
+  so the worker's heartbeat, its signal handlers and an interrupt all wait for the call in
+  progress: a purpose prefilled in one call froze renewals for minutes on Phi-3-mini. So
+  prompts are appended in chunks sized from the measured time per token (`_append_chunked`)
+  and decoding goes a token a call; `interrupt()` is checked between calls.
+- Slots take turns on the one generator, on one thread. The batched Generator with
+  guidance fails once one sequence finishes before the others, and batching did not speed
+  up prefill on CPU, which is where a task's time goes. Taking turns costs no memory per
+  slot.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.minds import prompts
-from swarm.minds.base import MindError
+from swarm.minds.base import Interrupted, MindError
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
     ActionKind,
@@ -49,6 +55,11 @@ DEFAULT_MAX_NEW_TOKENS = 512
 MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
 PROVIDERS = ("cpu", "cuda", "dml")
+# The longest one native call should take: the heartbeat waits up to this for the GIL, a few
+# times a beat. Chunks sized to it cost little prefill speed (scripts/bench_mind.py).
+CHUNK_S = 0.25
+_FIRST_CHUNK = 16  # tokens, before the pace is known
+_GROWTH = 4  # the most a chunk grows over the one before
 ALL_ACTIONS = frozenset(ActionKind)
 
 # Where the task goes when the chat template is rendered once per purpose; what comes
@@ -161,6 +172,49 @@ def _provider_config(og: Any, folder: Path, provider: str, threads: int | None) 
         options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     return config
+
+
+class _Pacer:
+    """Sizes native calls to about `chunk_s` from the measured seconds per token, and carries
+    the interrupt every step checks between calls."""
+
+    def __init__(self, chunk_s: float = CHUNK_S) -> None:
+        self.chunk_s = chunk_s
+        self.per_token: float | None = None  # the latest chunk's: follows load and position
+        self.last = _FIRST_CHUNK
+        self.interrupted = threading.Event()
+
+    def check(self) -> None:
+        if self.interrupted.is_set():
+            raise Interrupted("the onnx mind was interrupted")
+
+    def chunk(self) -> int:
+        if self.per_token is None:
+            return _FIRST_CHUNK
+        # Growth is capped: a small chunk's time per token understates a big one's, where
+        # attention over the chunk itself starts to count.
+        return max(1, min(int(self.chunk_s / self.per_token), _GROWTH * self.last))
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        if tokens > 0 and seconds > 0:
+            self.per_token = seconds / tokens
+            self.last = tokens
+
+
+def _append_chunked(generator: Any, ids: Any, pacer: _Pacer) -> None:
+    """`generator.append_tokens(ids)` in chunks of about `pacer.chunk_s` each, checking for
+    an interrupt between them. The last axis is the sequence, so a batch (rows) works too.
+    Same KV cache and next token as one call (tests/test_onnx_mind.py)."""
+    total = ids.shape[-1]
+    start = 0
+    while start < total:
+        pacer.check()
+        stop = min(total, start + pacer.chunk())
+        began = time.perf_counter()
+        generator.append_tokens(ids[..., start:stop])
+        pacer.observe(stop - start, time.perf_counter() - began)
+        start = stop
+    pacer.check()
 
 
 @dataclass
@@ -290,15 +344,18 @@ class _Runtime:
 class _Prefixed:
     """A guided generator whose KV cache holds one purpose, rewound to it after every step."""
 
-    def __init__(self, runtime: _Runtime, schema: str, system: str, max_length: int) -> None:
+    def __init__(
+        self, runtime: _Runtime, schema: str, system: str, max_length: int, pacer: _Pacer
+    ) -> None:
         self.runtime = runtime
         self.schema = schema
         self.system = system
+        self.pacer = pacer
         self.prefix, self.suffix = runtime.chat(system)
         ids = runtime.encode(self.prefix)
         self.generator = runtime.generator(schema, max_length)
         started = time.perf_counter()
-        self.generator.append_tokens(ids)
+        _append_chunked(self.generator, ids, pacer)
         self.pending_prefill = (len(ids), time.perf_counter() - started)
         self.base = int(self.generator.token_count())
 
@@ -312,9 +369,10 @@ class _Prefixed:
         out: list[int] = []
         started = time.perf_counter()
         try:
-            gen.append_tokens(ids)
+            _append_chunked(gen, ids, self.pacer)
             prefilled = time.perf_counter()
             while len(out) < budget and not gen.is_done():
+                self.pacer.check()
                 if steering:
                     logits = gen.get_logits()
                     mask = runtime.allowed_mask(heads, seen)
@@ -373,6 +431,7 @@ class OnnxMind:
         self.usage = Usage()  # since the mind was made
         self.last = Usage()  # of the latest step
         self.tokens_per_s = 0.0
+        self._pacer = _Pacer()
         # Every model call runs on this one thread, in arrival order: the slots take turns
         # (see the module's docstring), and the allocator keeps one arena for the model's
         # buffers instead of growing one per slot thread (measured: +60 MB with 4 slots).
@@ -384,17 +443,22 @@ class OnnxMind:
         return self._runtime.folder
 
     def think(self, request: ThinkRequest) -> Thought:
+        self._pacer.check()
         try:
             job = self._thread.submit(self._think, request)
         except RuntimeError:  # shut down
             raise MindError("the onnx mind is closed") from None
         return job.result()
 
+    def interrupt(self) -> None:
+        self._pacer.interrupted.set()
+
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         self._normal = None
 
     def _think(self, request: ThinkRequest) -> Thought:
+        self._pacer.check()  # queued behind a step that was interrupted
         first = self._attempt(request, request.limits, tight=False)
         attempts = [first]
         if not first.finished and not _parses(first.text, request):
@@ -441,6 +505,8 @@ class OnnxMind:
             generator = self._make_prefixed(tight_schema, system, min(need, self.context))
         try:
             return generator.run(task, self.max_new_tokens, request.allowed)
+        except Interrupted:
+            raise  # the generator was rewound to its purpose: still good
         except Exception as exc:
             # The generator's state is unknown after a failure; the next step makes a new one.
             if generator is normal:
@@ -449,7 +515,9 @@ class OnnxMind:
 
     def _make_prefixed(self, schema: str, system: str, max_length: int) -> _Prefixed:
         try:
-            return _Prefixed(self._runtime, schema, system, max_length)
+            return _Prefixed(self._runtime, schema, system, max_length, self._pacer)
+        except Interrupted:
+            raise
         except Exception as exc:
             raise MindError(f"onnxruntime-genai could not start a generation: {exc}") from None
 
