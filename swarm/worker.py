@@ -33,7 +33,7 @@ from swarm.board import (
     heartbeat_s,
     newest_running,
 )
-from swarm.minds.base import Interrupted, Mind, MindError
+from swarm.minds.base import TURNS, Interrupted, Mind, MindError
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -539,21 +539,23 @@ class Worker:
         """Renew every held lease and publish this worker's record, until the shutdown
         releases what is held. Nothing ends this loop early: each failure is logged and
         the next beat comes anyway, or every long task would lose its lease."""
-        wait = 0.0
+        due = time.monotonic()
         while True:
-            self._wake.wait(wait)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
             if not self._beating:
                 return
+            began = time.monotonic()
             try:
-                self._beat()
-                wait = self._renew_s()
+                with TURNS.first():  # the model waits for this beat between two native calls
+                    self._beat()
+                due = began + self._renew_s()  # a beat's own length does not delay the next
             except TRANSIENT as exc:
                 log.warning("heartbeat: Redis unavailable (%s)", exc)
-                wait = BEAT_RETRY_S
+                due = time.monotonic() + BEAT_RETRY_S
             except Exception as exc:  # see the docstring
                 log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
-                wait = BEAT_RETRY_S
+                due = time.monotonic() + BEAT_RETRY_S
 
     def _beat(self) -> None:
         held = self._shared.held()

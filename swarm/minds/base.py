@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 from swarm.protocol import Action, ThinkRequest, Thought
@@ -15,6 +16,44 @@ class MindError(RuntimeError):
 
 class Interrupted(MindError):
     """The mind was interrupted (the worker is stopping): the step has no result to post."""
+
+
+class Turns:
+    """Lets short Python work (the worker's heartbeat) run first between a mind's native calls.
+
+    onnxruntime-genai holds the GIL through every call, so a thread needing it a few times
+    for one renewal (to send, to read the reply) would wait out a whole native call each time
+    the model thread took it back first. A mind calls `between()` before each native call;
+    while another thread is inside `first()`, that waits, at most `max_wait_s` (a renewal
+    stuck on a dead Redis must not stall the model for long). The GIL is one per process, so
+    there is one `Turns` per process: `TURNS`.
+    """
+
+    def __init__(self, max_wait_s: float = 0.5) -> None:
+        self.max_wait_s = max_wait_s
+        self._cond = threading.Condition()
+        self._first = 0
+
+    @contextmanager
+    def first(self) -> Iterator[None]:
+        with self._cond:
+            self._first += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._first -= 1
+                if not self._first:
+                    self._cond.notify_all()
+
+    def between(self) -> None:
+        if not self._first:  # the usual case: no lock taken
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: not self._first, timeout=self.max_wait_s)
+
+
+TURNS = Turns()
 
 
 @runtime_checkable

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.minds import prompts
-from swarm.minds.base import Interrupted, MindError
+from swarm.minds.base import TURNS, Interrupted, MindError
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
     ActionKind,
@@ -185,8 +185,10 @@ class _Pacer:
         self.interrupted = threading.Event()
 
     def check(self) -> None:
+        """Before each native call: stop if interrupted, and let a renewal go first."""
         if self.interrupted.is_set():
             raise Interrupted("the onnx mind was interrupted")
+        TURNS.between()
 
     def chunk(self) -> int:
         if self.per_token is None:
