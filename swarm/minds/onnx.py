@@ -55,9 +55,10 @@ DEFAULT_MAX_NEW_TOKENS = 512
 MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
 PROVIDERS = ("cpu", "cuda", "dml")
-# The longest one native call should take: the heartbeat waits up to this for the GIL, a few
-# times a beat. Chunks sized to it cost little prefill speed (scripts/bench_mind.py).
-CHUNK_S = 0.25
+# About how long one native call may take: a renewal, a signal or an interrupt waits for the
+# call in progress. On Phi-3-mini (2 cores) a call costs ~0.05 s more than its tokens, so
+# half-second chunks prefill ~10% slower than one call (scripts/bench_mind.py measures it).
+CHUNK_S = 0.5
 _FIRST_CHUNK = 16  # tokens, before the pace is known
 _GROWTH = 4  # the most a chunk grows over the one before
 ALL_ACTIONS = frozenset(ActionKind)
