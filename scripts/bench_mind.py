@@ -9,6 +9,7 @@ Prints, for the same prompts on the same model:
 - decode tokens/s without and with JSON-schema guidance (bare ORT GenAI loops);
 - time to first token for a task, cold (purpose + task) and with the purpose in the KV
   cache, for a work step and a synthesis step; and the mind's own cold vs warm figures;
+- a cold prompt prefilled in the mind's chunks (see onnx.CHUNK_S) vs in one native call;
 - the mind's step vs a bare guided ORT GenAI loop on the identical prompt;
 - aggregate generated tokens/s with 1, 2 and 4 slots calling the mind at once, and the
   process memory each added slot costs.
@@ -32,7 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from swarm.minds import prompts  # noqa: E402
-from swarm.minds.onnx import ALL_ACTIONS, OnnxMind, guided_schema, make_onnx_mind  # noqa: E402
+from swarm.minds.onnx import (  # noqa: E402
+    ALL_ACTIONS,
+    CHUNK_S,
+    OnnxMind,
+    _append_chunked,
+    _Pacer,
+    guided_schema,
+    make_onnx_mind,
+)
 from swarm.protocol import ActionKind, Limits, ThinkRequest  # noqa: E402
 from swarm.task import Kind, State, Task  # noqa: E402
 
@@ -135,6 +144,19 @@ class Bare:
             gen.rewind_to(base)
         return elapsed
 
+    def prefill_s(self, step: ThinkRequest, *, chunked: bool) -> tuple[float, float]:
+        """A cold prompt (purpose and task) in one native call, or in the mind's chunks:
+        seconds of wall time and of this process's CPU time."""
+        prefix, body = self.prompt_ids(step)
+        ids = self.rt.np.concatenate([prefix, body])
+        gen = self.generator(guided=True)
+        wall, cpu = time.perf_counter(), time.process_time()
+        if chunked:
+            _append_chunked(gen, ids, _Pacer(CHUNK_S))
+        else:
+            gen.append_tokens(ids)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
     def step_s(self, step: ThinkRequest, budget: int) -> tuple[float, int]:
         """A whole guided step, the way the mind runs it, as a bare loop: seconds, tokens."""
         prefix, body = self.prompt_ids(step)
@@ -233,6 +255,21 @@ def measure(
     ttft["mind"]["speedup"] = mind_cold / ttft["mind"]["cached_s"]
     out["first_token"] = ttft
 
+    # Prefill in chunks of CHUNK_S (what keeps the heartbeat alive) vs one native call.
+    sides: dict[str, list[tuple[float, float]]] = {"one_call": [], "chunked": []}
+    for i in range(rounds):
+        sides["one_call"].append(bare.prefill_s(work_step(i), chunked=False))
+        sides["chunked"].append(bare.prefill_s(work_step(i), chunked=True))
+    prefill: dict[str, Any] = {"chunk_s": CHUNK_S}
+    for side, runs in sides.items():
+        prefill[side] = {
+            "wall_s": median([w for w, _ in runs]),
+            "cpu_s": median([c for _, c in runs]),
+        }
+    prefill["wall_ratio"] = prefill["one_call"]["wall_s"] / prefill["chunked"]["wall_s"]
+    prefill["cpu_ratio"] = prefill["one_call"]["cpu_s"] / prefill["chunked"]["cpu_s"]
+    out["prefill_chunked"] = prefill
+
     # The mind's whole step vs the bare loop on the same prompt, same guidance, no steering.
     mind_rates, bare_rates = [], []
     for i in range(10, 10 + steps):
@@ -289,6 +326,12 @@ def report(r: dict[str, Any]) -> str:
             f"first token ({name:9}) cold {x['cold_s'] * 1000:9.1f} ms   purpose cached "
             f"{x['cached_s'] * 1000:8.1f} ms   speedup {x['speedup']:.1f}x"
         )
+    p = r["prefill_chunked"]
+    lines.append(
+        f"cold prefill      one call {p['one_call']['wall_s']:.2f} s   in {p['chunk_s']} s "
+        f"chunks {p['chunked']['wall_s']:.2f} s   speed kept {p['wall_ratio']:.2f} "
+        f"(CPU time {p['cpu_ratio']:.2f})"
+    )
     lines.append(
         f"step tokens/s     mind {st['mind']:.1f}   bare loop {st['bare']:.1f}   "
         f"mind/bare {st['ratio']:.2f}   (answer-only, steered: {st['mind_answer_only']:.1f})"

@@ -153,6 +153,7 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
         mind += f"&threads={args.threads}"
     cmd = [sys.executable, "-m", "swarm", "worker", "--redis", url, "--swarm", board.id]
     cmd += ["--mind", mind, "--slots", str(args.slots), "--grace", str(args.grace), "--no-code"]
+    cmd += ["--lease", str(args.lease)]  # exactly this lease, not one raised to fit the mind
     checkout = str(args.checkout or ROOT)
     env = {**os.environ, "PYTHONPATH": checkout}
     log_path = Path(tempfile.mkdtemp(prefix="check-heartbeat-")) / "worker.log"

@@ -211,6 +211,19 @@ class _Advice:
                 self.slots,
             )
 
+    def raised(self, swarm: str, lease_s: float, floor_s: float, mind: str) -> None:
+        if self._once(f"raised {swarm}"):
+            log.warning(
+                "swarm %s has a %.0f s lease, too short for the %s mind to be renewed on time "
+                "(a renewal may wait out one model call): this worker claims for %.0f s. Set "
+                "the purpose's lease_s to %.0f or more, or pass --lease to choose.",
+                swarm,
+                lease_s,
+                mind,
+                floor_s,
+                floor_s,
+            )
+
     def late(self, task: str, gap_s: float, lease_s: float) -> None:
         if gap_s > lease_s / 2 and self._once("late"):
             log.warning(
@@ -347,9 +360,15 @@ class Worker:
         )
 
     def _lease_s(self, board: Board) -> float:
+        """The lease this worker claims with: `--lease`, else the swarm's, raised to what the
+        mind needs to be renewed on time (`min_lease_s`, e.g. the onnx mind's)."""
         if self.config.lease_s is not None:
             return self.config.lease_s
-        return self._info(board).lease_s
+        swarm_s = self._info(board).lease_s
+        floor = float(getattr(self.mind, "min_lease_s", 0.0))
+        if swarm_s < floor:
+            self._advice.raised(board.id, swarm_s, floor, self.mind.name)
+        return max(swarm_s, floor)
 
     def _info(self, board: Board) -> _SwarmInfo:
         """The swarm's fixed facts, read once per swarm."""
@@ -539,6 +558,13 @@ class Worker:
         """Renew every held lease and publish this worker's record, until the shutdown
         releases what is held. Nothing ends this loop early: each failure is logged and
         the next beat comes anyway, or every long task would lose its lease."""
+        TURNS.listen(self._wake)  # a mind about to make a long native call wakes us first
+        try:
+            self._heartbeats()
+        finally:
+            TURNS.unlisten(self._wake)
+
+    def _heartbeats(self) -> None:
         due = time.monotonic()
         while True:
             self._wake.wait(max(0.0, due - time.monotonic()))
@@ -556,6 +582,8 @@ class Worker:
             except Exception as exc:  # see the docstring
                 log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
                 due = time.monotonic() + BEAT_RETRY_S
+            finally:
+                TURNS.beaten()
 
     def _beat(self) -> None:
         held = self._shared.held()

@@ -211,3 +211,31 @@ def _request() -> ThinkRequest:
     return ThinkRequest(
         purpose="p", task=task, allowed=frozenset({ActionKind.ANSWER}), limits=Limits()
     )
+
+
+class SlowMind(SimMind):
+    """A sim mind that, like the onnx one, needs a lease of at least `min_lease_s`."""
+
+    min_lease_s = 3.0
+
+
+def test_a_lease_too_short_for_the_mind_is_raised_with_a_warning(
+    real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    board = Board.seed(real_redis, make_purpose(budgets=Budgets(lease_s=1.0)))
+    mind = SlowMind(SimConfig(depth=0, think=30))
+    worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, grace_s=0.0))
+    with caplog.at_level(logging.WARNING, logger="swarm.worker"):
+        t = start(worker)
+        deadline = time.monotonic() + 10
+        while not real_redis.zrange(board.keys.leases, 0, -1):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        ((_, until_ms),) = real_redis.zrange(board.keys.leases, 0, -1, withscores=True)
+        worker.stop()
+        t.join(10)
+    assert 1.5 < until_ms / 1000 - time.time() <= 3.1  # claimed for 3 s, not the swarm's 1 s
+    said = [
+        r.getMessage() for r in caplog.records if "too short for the sim mind" in r.getMessage()
+    ]
+    assert len(said) == 1 and "claims for 3 s" in said[0], said

@@ -33,6 +33,8 @@ class Turns:
         self.max_wait_s = max_wait_s
         self._cond = threading.Condition()
         self._first = 0
+        self._listeners: list[threading.Event] = []
+        self._beats = 0
 
     @contextmanager
     def first(self) -> Iterator[None]:
@@ -51,6 +53,36 @@ class Turns:
             return
         with self._cond:
             self._cond.wait_for(lambda: not self._first, timeout=self.max_wait_s)
+
+
+    # A native call that cannot be cut short (a new generator allocates its whole KV cache:
+    # seconds on Phi-3-mini) goes right after a fresh renewal, so it costs the lease only
+    # its own length. Heartbeats `listen` with the event that wakes them.
+
+    def listen(self, wake: threading.Event) -> None:
+        with self._cond:
+            self._listeners.append(wake)
+
+    def unlisten(self, wake: threading.Event) -> None:
+        with self._cond:
+            if wake in self._listeners:
+                self._listeners.remove(wake)
+
+    def beaten(self) -> None:
+        """A heartbeat finished a beat."""
+        with self._cond:
+            self._beats += 1
+            self._cond.notify_all()
+
+    def beat_now(self, timeout_s: float = 2.0) -> None:
+        """Before a long native call: wake every heartbeat and wait for their beats (bounded)."""
+        with self._cond:
+            if not self._listeners:
+                return
+            target = self._beats + len(self._listeners)
+            for wake in self._listeners:
+                wake.set()
+            self._cond.wait_for(lambda: self._beats >= target, timeout=timeout_s)
 
 
 TURNS = Turns()

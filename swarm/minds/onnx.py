@@ -59,7 +59,7 @@ PROVIDERS = ("cpu", "cuda", "dml")
 # call in progress. On Phi-3-mini (2 cores) a call costs ~0.05 s more than its tokens, so
 # half-second chunks prefill ~10% slower than one call (scripts/bench_mind.py measures it).
 CHUNK_S = 0.5
-_FIRST_CHUNK = 16  # tokens, before the pace is known
+_FIRST_CHUNK = 4  # tokens, before the pace is known (a fraction of a second on mini)
 _GROWTH = 4  # the most a chunk grows over the one before
 ALL_ACTIONS = frozenset(ActionKind)
 
@@ -341,6 +341,9 @@ class _Runtime:
         params = self.og.GeneratorParams(self.model)
         params.set_search_options(max_length=max_length)
         params.set_guidance("json_schema", schema)
+        # One native call that allocates the whole KV cache (2-3 s of CPU for a 4k context
+        # on Phi-3-mini): the heartbeat renews first.
+        TURNS.beat_now()
         return self.og.Generator(self.model, params)
 
 
@@ -409,6 +412,10 @@ class OnnxMind:
     # in progress, and later calls fail with a MindError.
 
     name = "onnx"
+    # The shortest lease a worker claims with for this mind: a renewal due every quarter
+    # lease may wait out one native call (CHUNK_S, up to ~2 s for a new guided generator on
+    # Phi-3-mini) on a CPU shared with other workers, and must land within half the lease.
+    min_lease_s = 20.0
 
     def __init__(
         self,
