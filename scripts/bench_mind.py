@@ -349,6 +349,32 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def prefill_sweep(model: Path, sizes: list[int], rounds: int, tokens: int) -> dict[str, Any]:
+    """CPU seconds to prefill the first `tokens` of the cold work prompt in one call and in
+    chunks of each size, alternated for `rounds` rounds (medians): what one native call
+    costs over its tokens. CPU time, not wall time, so other load on the machine falls out."""
+    mind = make_onnx_mind(model)
+    bare = Bare(mind)
+    prefix, body = bare.prompt_ids(work_step(0))
+    ids = bare.rt.np.concatenate([prefix, body])[:tokens]
+    cpu: dict[int, list[float]] = {0: [], **{n: [] for n in sizes}}
+    for _ in range(rounds):
+        for n in cpu:
+            gen = bare.generator(guided=True)
+            began = time.process_time()
+            for start in range(0, len(ids), n or len(ids)):
+                gen.append_tokens(ids[start : start + (n or len(ids))])
+            cpu[n].append(time.process_time() - began)
+            del gen
+    one = median(cpu[0])
+    out: dict[str, Any] = {"model": str(model), "prompt_tokens": len(ids), "one_call_cpu_s": one}
+    out["chunks"] = {
+        str(n): {"cpu_s": median(cpu[n]), "ratio": one / median(cpu[n])} for n in sizes
+    }
+    mind.close()
+    return out
+
+
 def model_for(size: str) -> Path:
     spec = importlib.util.spec_from_file_location(
         "make_tiny_phi3", ROOT / "scripts" / "make_tiny_phi3.py"
@@ -371,8 +397,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="repeats of each comparison")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--prefill-sweep",
+        metavar="N,N",
+        help="only: CPU time of a cold prefill in one call vs in chunks of N tokens",
+    )
+    parser.add_argument("--prefill-tokens", type=int, default=256, help="for --prefill-sweep")
     args = parser.parse_args(argv)
     model = args.model or model_for(args.size)
+    if args.prefill_sweep:
+        sizes = [int(n) for n in args.prefill_sweep.split(",")]
+        result = prefill_sweep(model, sizes, args.rounds, args.prefill_tokens)
+        print(json.dumps(result, indent=2))
+        return 0
     result = measure(model, args.decode_tokens, args.steps, args.max_new_tokens, args.rounds)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0

@@ -185,6 +185,7 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
     events = task_events(board, "0")
     gaps = renewal_gaps(events, holder)
     logged = log_path.read_text(errors="replace").splitlines()
+    tokens = purpose_tokens(model, purpose)  # the mind keeps half the context of it
     return {
         "checkout": checkout,
         "swarm": board.id,
@@ -194,7 +195,8 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
         "lease_s": args.lease,
         "grace_s": args.grace,
         "purpose_words": len(purpose.text.split()),
-        "purpose_tokens": purpose_tokens(model, purpose),
+        "purpose_tokens": tokens,
+        "purpose_tokens_prefilled": None if tokens is None else min(tokens, args.context // 2),
         "held_s_before_sigterm": round(term_after, 1),
         "thinking_at_sigterm": thinking,
         "renewals": sum(1 for f in events if f["type"] == "renewed" and f["worker"] == holder),

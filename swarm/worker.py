@@ -267,8 +267,10 @@ class Worker:
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._shared = _Shared()
-        # The heartbeat sleeps on `_wake`: a new task or the shutdown wakes it early.
+        # The heartbeat sleeps on `_wake` until `_due` (monotonic): a task with a shorter
+        # lease than the schedule allows, a mind about to block, or the shutdown wakes it.
         self._wake = threading.Event()
+        self._due = 0.0
         self._beating = True
         self._advice = _Advice(config.slots)
         self._stats = _Stats()
@@ -432,7 +434,8 @@ class Worker:
     def _holding(self, board: Board, claim: Claim, lease_s: float) -> Iterator[_Held]:
         held = _Held(board, claim, lease_s, renewed=time.monotonic())
         self._shared.hold(held)
-        self._wake.set()  # the heartbeat paces itself to the shortest lease held
+        if self._due - time.monotonic() > self._renew_s():
+            self._wake.set()  # renewals are due sooner than the heartbeat planned
         try:
             yield held
         finally:
@@ -565,9 +568,9 @@ class Worker:
             TURNS.unlisten(self._wake)
 
     def _heartbeats(self) -> None:
-        due = time.monotonic()
+        self._due = time.monotonic()
         while True:
-            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.wait(max(0.0, self._due - time.monotonic()))
             self._wake.clear()
             if not self._beating:
                 return
@@ -575,13 +578,13 @@ class Worker:
             try:
                 with TURNS.first():  # the model waits for this beat between two native calls
                     self._beat()
-                due = began + self._renew_s()  # a beat's own length does not delay the next
+                self._due = began + self._renew_s()  # a beat's length does not delay the next
             except TRANSIENT as exc:
                 log.warning("heartbeat: Redis unavailable (%s)", exc)
-                due = time.monotonic() + BEAT_RETRY_S
+                self._due = time.monotonic() + BEAT_RETRY_S
             except Exception as exc:  # see the docstring
                 log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
-                due = time.monotonic() + BEAT_RETRY_S
+                self._due = time.monotonic() + BEAT_RETRY_S
             finally:
                 TURNS.beaten()
 

@@ -55,10 +55,11 @@ DEFAULT_MAX_NEW_TOKENS = 512
 MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
 PROVIDERS = ("cpu", "cuda", "dml")
-# About how long one native call may take: a renewal, a signal or an interrupt waits for the
-# call in progress. On Phi-3-mini (2 cores) a call costs ~0.05 s more than its tokens, so
-# half-second chunks prefill ~10% slower than one call (scripts/bench_mind.py measures it).
-CHUNK_S = 0.5
+# About how long one native call may take: a renewal, a signal or an interrupt waits for
+# the call in progress. On Phi-3-mini a call costs ~0.1 s of CPU more than its tokens:
+# 16-token chunks (about a second) prefill with 9% more CPU than one call, 8-token ones 20%
+# (`scripts/bench_mind.py --prefill-sweep`).
+CHUNK_S = 1.0
 _FIRST_CHUNK = 4  # tokens, before the pace is known (a fraction of a second on mini)
 _GROWTH = 4  # the most a chunk grows over the one before
 ALL_ACTIONS = frozenset(ActionKind)
@@ -409,12 +410,14 @@ class OnnxMind:
     """Thinks with an ORT GenAI model in this process; thread-safe, slots take turns."""
 
     # `think` may be called from any number of slot threads; `close` waits for the step
-    # in progress, and later calls fail with a MindError.
+    # in progress, and later calls fail with a MindError. After `interrupt`, the step in
+    # progress raises Interrupted at its next native call, and so does every later one.
 
     name = "onnx"
-    # The shortest lease a worker claims with for this mind: a renewal due every quarter
-    # lease may wait out one native call (CHUNK_S, up to ~2 s for a new guided generator on
-    # Phi-3-mini) on a CPU shared with other workers, and must land within half the lease.
+    # The shortest lease a worker claims with for this mind. A renewal is due every quarter
+    # lease and must land within half of it; it may wait out one native call: a chunk, or
+    # a new generator (2-3 s of CPU on Phi-3-mini, 7-11 s of wall time on a loaded 2-core
+    # machine), which is made right after a renewal, so that costs the lease only its length.
     min_lease_s = 20.0
 
     def __init__(
