@@ -2,8 +2,9 @@
 never reaped, and out soon after SIGTERM (scripts/check_heartbeat.py, CI-sized).
 
 The `small` model with one thread prefills the purpose (2,048 tokens, half the context) for
-about as long as the 8 s lease, or longer on a busy machine. Before the onnx mind chunked its prefill, this worker renewed
-nothing for the whole prefill, was reaped, and took minutes to exit after SIGTERM.
+about as long as the 8 s lease, or longer on a busy machine. Before the onnx mind chunked
+its prefill, this worker renewed nothing for the whole prefill, was reaped, and took
+minutes to exit after SIGTERM.
 """
 
 from __future__ import annotations
