@@ -151,9 +151,13 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
     mind = f"onnx:{model}?context={args.context}"
     if args.threads:
         mind += f"&threads={args.threads}"
+    if getattr(args, "chunk_s", None):
+        mind += f"&chunk_s={args.chunk_s}"
     cmd = [sys.executable, "-m", "swarm", "worker", "--redis", url, "--swarm", board.id]
     cmd += ["--mind", mind, "--slots", str(args.slots), "--grace", str(args.grace), "--no-code"]
     cmd += ["--lease", str(args.lease)]  # exactly this lease, not one raised to fit the mind
+    if getattr(args, "verbose", False):
+        cmd.append("-vv")
     checkout = str(args.checkout or ROOT)
     env = {**os.environ, "PYTHONPATH": checkout}
     log_path = Path(tempfile.mkdtemp(prefix="check-heartbeat-")) / "worker.log"
@@ -191,6 +195,7 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
         "swarm": board.id,
         "model": str(model),
         "threads": args.threads,
+        "chunk_s": getattr(args, "chunk_s", None),
         "slots": args.slots,
         "lease_s": args.lease,
         "grace_s": args.grace,
@@ -208,6 +213,7 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
         "exit_code": worker.returncode,
         "released": "released" in [f["type"] for f in events],
         "warnings": [line for line in logged if "lease" in line and "WARNING" in line][:5],
+        "log": str(log_path),
         "log_tail": logged[-5:],
     }
 
@@ -234,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=5.0, help="the worker's --grace")
     parser.add_argument("--threads", type=int, help="model threads (fewer: slower prefill)")
     parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument("--chunk-s", type=float, help="the onnx mind's chunk_s (default its own)")
     parser.add_argument("--context", type=int, default=4096, help="purpose gets half")
     parser.add_argument("--words", type=int, default=1400, help="purpose length in words")
     parser.add_argument("--term-after", type=float, help="seconds held before SIGTERM")
     parser.add_argument("--load-timeout", type=float, default=600.0)
+    parser.add_argument("--verbose", action="store_true", help="the worker logs at debug level")
     parser.add_argument("--redis", help="a Redis URL (default: a throwaway Valkey)")
     parser.add_argument(
         "--checkout", type=Path, help="run the worker of this checkout (default: this one)"

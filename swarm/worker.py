@@ -308,22 +308,25 @@ class Worker:
         deadline = time.monotonic() + self.config.grace_s
         for t in slots:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._beating = False  # no renewal may follow the release below
-        self._wake.set()
-        beat.join(INTERRUPT_WAIT_S)
-        held = self._shared.held()
-        # Bounded: with Redis gone for good, the leases expire and others reap the tasks.
-        until = time.monotonic() + 10.0
-        for h in held:
-            h.lost = True  # whatever its slot thinks now is not posted
-            self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
-            log.info("released task %s", h.claim.task.id)
-        self.mind.interrupt()
-        leave = time.monotonic() + INTERRUPT_WAIT_S
-        for t in slots:
-            t.join(max(0.0, leave - time.monotonic()))
-        for board in self._shared.boards():
-            self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
+        # Every wait below hands the GIL over; without going first, each would wait out
+        # one of the model's native calls.
+        with TURNS.first():
+            self._beating = False  # no renewal may follow the release below
+            self._wake.set()
+            beat.join(INTERRUPT_WAIT_S)
+            held = self._shared.held()
+            # Bounded: with Redis gone for good, the leases expire and others reap the tasks.
+            until = time.monotonic() + 10.0
+            for h in held:
+                h.lost = True  # whatever its slot thinks now is not posted
+                self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
+                log.info("released task %s", h.claim.task.id)
+            self.mind.interrupt()
+            leave = time.monotonic() + INTERRUPT_WAIT_S
+            for t in slots:
+                t.join(max(0.0, leave - time.monotonic()))
+            for board in self._shared.boards():
+                self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
         # A slot still busy elsewhere (running code) may yet call the mind; exit frees it then.
         if not any(t.is_alive() for t in slots):
             self.mind.close()
@@ -335,7 +338,8 @@ class Worker:
         delay = 0.1
         while True:
             try:
-                return fn()
+                with TURNS.first():  # a post or a release need not wait out a model call
+                    return fn()
             except TRANSIENT as exc:
                 if until is not None and time.monotonic() > until:
                     log.warning("giving up after Redis stayed away: %s", exc)
@@ -410,7 +414,8 @@ class Worker:
         if board is None:
             return False if self.config.burst else None
         lease_s = self._lease_s(board)
-        outcome = board.claim(self.id, lease_s=lease_s, skills=self.config.skills)
+        with TURNS.first():  # while another slot's step is in the model
+            outcome = board.claim(self.id, lease_s=lease_s, skills=self.config.skills)
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
             self._work(board, outcome.claim, lease_s)
             return True

@@ -2,9 +2,10 @@
 never reaped, and out soon after SIGTERM (scripts/check_heartbeat.py, CI-sized).
 
 The `small` model with one thread prefills the purpose (2,048 tokens, half the context) for
-about as long as the 8 s lease, or longer on a busy machine. Before the onnx mind chunked
-its prefill, this worker renewed nothing for the whole prefill, was reaped, and took
-minutes to exit after SIGTERM.
+longer than the 4 s lease (seconds on a fast core, minutes on a busy machine). The mind's
+calls are cut to a quarter second (`chunk_s`), in scale with that short lease. Before the
+onnx mind chunked its prefill, this worker renewed nothing for the whole prefill, was
+reaped, and took minutes to exit after SIGTERM (bench/results/check_heartbeat_*before.json).
 """
 
 from __future__ import annotations
@@ -38,15 +39,17 @@ def test_a_worker_thinking_past_its_lease_keeps_it_and_stops_on_sigterm(
 ) -> None:
     script = check_script()
     args = argparse.Namespace(
-        lease=8.0,
+        lease=4.0,
         grace=1.0,
         threads=1,
         slots=1,
         context=4096,
         words=1400,
-        term_after=12.0,  # a lease and a half: renewed a few times, then stopped mid-step
+        term_after=10.0,  # two and a half leases: renewed a few times, then stopped mid-step
         load_timeout=120.0,
         checkout=None,
+        chunk_s=0.25,
+        verbose=False,
     )
     result = script.check(args, small_model, redis_url)
     client = redis.Redis.from_url(redis_url, decode_responses=True)

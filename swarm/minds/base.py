@@ -54,7 +54,6 @@ class Turns:
         with self._cond:
             self._cond.wait_for(lambda: not self._first, timeout=self.max_wait_s)
 
-
     # A native call that cannot be cut short (a new generator allocates its whole KV cache:
     # seconds on Phi-3-mini) goes right after a fresh renewal, so it costs the lease only
     # its own length. Heartbeats `listen` with the event that wakes them.

@@ -30,6 +30,7 @@ How one step runs, and why (figures measured with onnxruntime-genai 0.18 on a 2-
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ PROVIDERS = ("cpu", "cuda", "dml")
 # 16-token chunks (about a second) prefill with 9% more CPU than one call, 8-token ones 20%
 # (`scripts/bench_mind.py --prefill-sweep`).
 CHUNK_S = 1.0
+log = logging.getLogger("swarm.minds.onnx")
 _FIRST_CHUNK = 4  # tokens, before the pace is known (a fraction of a second on mini)
 _GROWTH = 4  # the most a chunk grows over the one before
 ALL_ACTIONS = frozenset(ActionKind)
@@ -184,6 +186,7 @@ class _Pacer:
         self.chunk_s = chunk_s
         self.per_token: float | None = None  # the latest chunk's: follows load and position
         self.last = _FIRST_CHUNK
+        self.longest_s = 0.0  # the longest chunk yet, shown by the worker's debug log
         self.interrupted = threading.Event()
 
     def check(self) -> None:
@@ -203,6 +206,7 @@ class _Pacer:
         if tokens > 0 and seconds > 0:
             self.per_token = seconds / tokens
             self.last = tokens
+            self.longest_s = max(self.longest_s, seconds)
 
 
 def _append_chunked(generator: Any, ids: Any, pacer: _Pacer) -> None:
@@ -427,6 +431,7 @@ class OnnxMind:
         slots: int = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         context: int | None = None,
+        chunk_s: float = CHUNK_S,
     ) -> None:
         self._runtime = runtime
         self.slots = slots
@@ -444,7 +449,9 @@ class OnnxMind:
         self.usage = Usage()  # since the mind was made
         self.last = Usage()  # of the latest step
         self.tokens_per_s = 0.0
-        self._pacer = _Pacer()
+        if not 0 < chunk_s <= 60:
+            raise ModelError(f"chunk_s must be above 0 and at most 60, got {chunk_s}")
+        self._pacer = _Pacer(chunk_s)
         # Every model call runs on this one thread, in arrival order: the slots take turns
         # (see the module's docstring), and the allocator keeps one arena for the model's
         # buffers instead of growing one per slot thread (measured: +60 MB with 4 slots).
@@ -544,6 +551,14 @@ class OnnxMind:
             last.decode_s += a.decode_s
         self.last = last
         self.usage.add(last)
+        log.debug(
+            "step: %d tokens prefilled in %.1f s, %d generated in %.1f s; longest chunk yet %.2f s",
+            last.prefilled_tokens,
+            last.prefill_s,
+            last.generated_tokens,
+            last.decode_s,
+            self._pacer.longest_s,
+        )
         if last.decode_s > 0:
             rate = last.generated_tokens / last.decode_s
             # Smoothed so the live view shows a steady figure, not the last step's.
@@ -567,6 +582,7 @@ def make_onnx_mind(
     slots: int = 1,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     context: int | None = None,
+    chunk_s: float = CHUNK_S,
 ) -> OnnxMind:
     """Load the model in `model_dir`; a ModelError (one line) when it cannot be used."""
     return OnnxMind(
@@ -574,4 +590,5 @@ def make_onnx_mind(
         slots=slots,
         max_new_tokens=max_new_tokens,
         context=context,
+        chunk_s=chunk_s,
     )
