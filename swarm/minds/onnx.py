@@ -57,9 +57,9 @@ MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
 PROVIDERS = ("cpu", "cuda", "dml")
 # About how long one native call may take: a renewal, a signal or an interrupt waits for
-# the call in progress. On Phi-3-mini a call costs ~0.1 s of CPU more than its tokens:
-# 16-token chunks (about a second) prefill with 9% more CPU than one call, 8-token ones 20%
-# (`scripts/bench_mind.py --prefill-sweep`).
+# the call in progress. Each call costs some CPU beyond its tokens: on Phi-3-mini, 16-token
+# chunks (about a second each on 2 cores) prefill at 0.97 of one call's speed, 8-token
+# ones at 0.88 (`scripts/bench_mind.py --prefill-sweep 32,16,8`).
 CHUNK_S = 1.0
 log = logging.getLogger("swarm.minds.onnx")
 _FIRST_CHUNK = 4  # tokens, before the pace is known (a fraction of a second on mini)
