@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import signal
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +241,27 @@ def test_a_lease_too_short_for_the_mind_is_raised_with_a_warning(
         r.getMessage() for r in caplog.records if "too short for the sim mind" in r.getMessage()
     ]
     assert len(said) == 1 and "claims for 3 s" in said[0], said
+
+
+def test_ctrl_c_releases_and_exits_within_the_grace(tmp_path: Path, redis_url: str) -> None:
+    from tests.test_process import seed_cli, start_worker
+
+    swarm_id = seed_cli(tmp_path, redis_url)
+    worker = start_worker(redis_url, swarm_id, "sim:branch=2,depth=1,think=60")
+    board = Board(redis.Redis.from_url(redis_url, decode_responses=True), swarm_id)
+    try:
+        deadline = time.monotonic() + 30
+        while board.status()["by_state"]["claimed"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        began = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(30) == 0
+        took = time.monotonic() - began
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert took < 5.0 + 3.0, took  # the default grace, then release and an interrupted step
+    types = [f["type"] for _, f in board.events()]
+    assert "released" in types and "failed" not in types
+    delete_swarm(board.client, swarm_id)
