@@ -9,6 +9,7 @@ Prints, for the same prompts on the same model:
 - decode tokens/s without and with JSON-schema guidance (bare ORT GenAI loops);
 - time to first token for a task, cold (purpose + task) and with the purpose in the KV
   cache, for a work step and a synthesis step; and the mind's own cold vs warm figures;
+- a cold prompt prefilled in the mind's chunks (see onnx.CHUNK_S) vs in one native call;
 - the mind's step vs a bare guided ORT GenAI loop on the identical prompt;
 - aggregate generated tokens/s with 1, 2 and 4 slots calling the mind at once, and the
   process memory each added slot costs.
@@ -32,7 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from swarm.minds import prompts  # noqa: E402
-from swarm.minds.onnx import ALL_ACTIONS, OnnxMind, guided_schema, make_onnx_mind  # noqa: E402
+from swarm.minds.onnx import (  # noqa: E402
+    ALL_ACTIONS,
+    CHUNK_S,
+    OnnxMind,
+    _append_chunked,
+    _Pacer,
+    guided_schema,
+    make_onnx_mind,
+)
 from swarm.protocol import ActionKind, Limits, ThinkRequest  # noqa: E402
 from swarm.task import Kind, State, Task  # noqa: E402
 
@@ -135,6 +144,19 @@ class Bare:
             gen.rewind_to(base)
         return elapsed
 
+    def prefill_s(self, step: ThinkRequest, *, chunked: bool) -> tuple[float, float]:
+        """A cold prompt (purpose and task) in one native call, or in the mind's chunks:
+        seconds of wall time and of this process's CPU time."""
+        prefix, body = self.prompt_ids(step)
+        ids = self.rt.np.concatenate([prefix, body])
+        gen = self.generator(guided=True)
+        wall, cpu = time.perf_counter(), time.process_time()
+        if chunked:
+            _append_chunked(gen, ids, _Pacer(CHUNK_S))
+        else:
+            gen.append_tokens(ids)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
     def step_s(self, step: ThinkRequest, budget: int) -> tuple[float, int]:
         """A whole guided step, the way the mind runs it, as a bare loop: seconds, tokens."""
         prefix, body = self.prompt_ids(step)
@@ -233,6 +255,21 @@ def measure(
     ttft["mind"]["speedup"] = mind_cold / ttft["mind"]["cached_s"]
     out["first_token"] = ttft
 
+    # Prefill in chunks of CHUNK_S (what keeps the heartbeat alive) vs one native call.
+    sides: dict[str, list[tuple[float, float]]] = {"one_call": [], "chunked": []}
+    for i in range(rounds):
+        sides["one_call"].append(bare.prefill_s(work_step(i), chunked=False))
+        sides["chunked"].append(bare.prefill_s(work_step(i), chunked=True))
+    prefill: dict[str, Any] = {"chunk_s": CHUNK_S}
+    for side, runs in sides.items():
+        prefill[side] = {
+            "wall_s": median([w for w, _ in runs]),
+            "cpu_s": median([c for _, c in runs]),
+        }
+    prefill["wall_ratio"] = prefill["one_call"]["wall_s"] / prefill["chunked"]["wall_s"]
+    prefill["cpu_ratio"] = prefill["one_call"]["cpu_s"] / prefill["chunked"]["cpu_s"]
+    out["prefill_chunked"] = prefill
+
     # The mind's whole step vs the bare loop on the same prompt, same guidance, no steering.
     mind_rates, bare_rates = [], []
     for i in range(10, 10 + steps):
@@ -289,6 +326,12 @@ def report(r: dict[str, Any]) -> str:
             f"first token ({name:9}) cold {x['cold_s'] * 1000:9.1f} ms   purpose cached "
             f"{x['cached_s'] * 1000:8.1f} ms   speedup {x['speedup']:.1f}x"
         )
+    p = r["prefill_chunked"]
+    lines.append(
+        f"cold prefill      one call {p['one_call']['wall_s']:.2f} s   in {p['chunk_s']} s "
+        f"chunks {p['chunked']['wall_s']:.2f} s   speed kept {p['wall_ratio']:.2f} "
+        f"(CPU time {p['cpu_ratio']:.2f})"
+    )
     lines.append(
         f"step tokens/s     mind {st['mind']:.1f}   bare loop {st['bare']:.1f}   "
         f"mind/bare {st['ratio']:.2f}   (answer-only, steered: {st['mind_answer_only']:.1f})"
@@ -304,6 +347,32 @@ def report(r: dict[str, Any]) -> str:
     )
     lines.append(f"retries           {r['retries']} (a retry would blur the step figures)")
     return "\n".join(lines)
+
+
+def prefill_sweep(model: Path, sizes: list[int], rounds: int, tokens: int) -> dict[str, Any]:
+    """CPU seconds to prefill the first `tokens` of the cold work prompt in one call and in
+    chunks of each size, alternated for `rounds` rounds (medians): what one native call
+    costs over its tokens. CPU time, not wall time, so other load on the machine falls out."""
+    mind = make_onnx_mind(model)
+    bare = Bare(mind)
+    prefix, body = bare.prompt_ids(work_step(0))
+    ids = bare.rt.np.concatenate([prefix, body])[:tokens]
+    cpu: dict[int, list[float]] = {0: [], **{n: [] for n in sizes}}
+    for _ in range(rounds):
+        for n in cpu:
+            gen = bare.generator(guided=True)
+            began = time.process_time()
+            for start in range(0, len(ids), n or len(ids)):
+                gen.append_tokens(ids[start : start + (n or len(ids))])
+            cpu[n].append(time.process_time() - began)
+            del gen
+    one = median(cpu[0])
+    out: dict[str, Any] = {"model": str(model), "prompt_tokens": len(ids), "one_call_cpu_s": one}
+    out["chunks"] = {
+        str(n): {"cpu_s": median(cpu[n]), "ratio": one / median(cpu[n])} for n in sizes
+    }
+    mind.close()
+    return out
 
 
 def model_for(size: str) -> Path:
@@ -328,8 +397,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="repeats of each comparison")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--prefill-sweep",
+        metavar="N,N",
+        help="only: CPU time of a cold prefill in one call vs in chunks of N tokens",
+    )
+    parser.add_argument("--prefill-tokens", type=int, default=256, help="for --prefill-sweep")
     args = parser.parse_args(argv)
     model = args.model or model_for(args.size)
+    if args.prefill_sweep:
+        sizes = [int(n) for n in args.prefill_sweep.split(",")]
+        result = prefill_sweep(model, sizes, args.rounds, args.prefill_tokens)
+        print(json.dumps(result, indent=2))
+        return 0
     result = measure(model, args.decode_tokens, args.steps, args.max_new_tokens, args.rounds)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0

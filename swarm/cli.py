@@ -131,7 +131,12 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
 )
 @click.option("--burst", is_flag=True, help="Exit when the swarm is done or nothing is left.")
 @click.option("--skills", default="", help="Comma-separated tags this worker prefers.")
-@click.option("--lease", type=click.FloatRange(1, None), help="Lease seconds (default: swarm's).")
+@click.option(
+    "--lease",
+    envvar="SWARM_LEASE",
+    type=click.FloatRange(1, None),
+    help="Lease seconds (default: the swarm's, raised to what the mind needs).",
+)
 @click.option("--name", default="", help="Worker name prefix (default: host name).")
 @click.option("--no-code", is_flag=True, help="Never offer the mind code execution.")
 @click.option(

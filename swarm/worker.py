@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -34,7 +34,7 @@ from swarm.board import (
     newest_running,
 )
 from swarm.metrics import NoMetrics, WorkerMetrics
-from swarm.minds.base import Mind, MindError
+from swarm.minds.base import TURNS, Interrupted, Mind, MindError
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -54,6 +54,10 @@ T = TypeVar("T")
 
 # Errors that mean "Redis is away for now", not "the request was wrong".
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+DEFAULT_LEASE_S = 60.0  # the heartbeat's pace before any swarm's lease is known
+BEAT_RETRY_S = 0.5  # after an unexpected heartbeat error, the next try
+INTERRUPT_WAIT_S = 10.0  # after an interrupt, how long slots get to leave the mind
 
 
 class CodeRunner(Protocol):
@@ -83,6 +87,8 @@ class WorkerConfig:
 class _Held:
     board: Board
     claim: Claim
+    lease_s: float
+    renewed: float  # monotonic seconds of the claim or the latest renewal
     lost: bool = False
 
 
@@ -100,6 +106,141 @@ class _Stats:
     tasks: int = 0
     think_s: float = 0.0
     started: float = field(default_factory=time.time)
+
+
+class _Shared:
+    """What the slot threads and the heartbeat thread share, behind one lock: the tasks held,
+    the boards met, each swarm's facts, the swarm being served and those finished. Callers
+    get copies, never the containers, so no thread iterates what another one changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, _Held] = {}
+        self._boards: dict[str, Board] = {}
+        self._infos: dict[str, _SwarmInfo] = {}
+        self._finished: set[str] = set()
+        self._current: str | None = None
+
+    def hold(self, held: _Held) -> None:
+        with self._lock:
+            self._held[held.claim.task.id] = held
+
+    def drop(self, held: _Held) -> None:
+        with self._lock:
+            if self._held.get(held.claim.task.id) is held:
+                del self._held[held.claim.task.id]
+
+    def holds(self, held: _Held) -> bool:
+        with self._lock:
+            return self._held.get(held.claim.task.id) is held
+
+    def held(self) -> list[_Held]:
+        with self._lock:
+            return list(self._held.values())
+
+    def board(self, sid: str, make: Callable[[], Board]) -> Board:
+        with self._lock:
+            found = self._boards.get(sid)
+            if found is None:
+                found = self._boards[sid] = make()
+            return found
+
+    def boards(self) -> list[Board]:
+        with self._lock:
+            return list(self._boards.values())
+
+    def live_boards(self) -> list[Board]:
+        with self._lock:
+            return [b for sid, b in self._boards.items() if sid not in self._finished]
+
+    def info(self, sid: str) -> _SwarmInfo | None:
+        with self._lock:
+            return self._infos.get(sid)
+
+    def keep_info(self, sid: str, info: _SwarmInfo) -> _SwarmInfo:
+        with self._lock:
+            return self._infos.setdefault(sid, info)
+
+    def leases(self) -> list[float]:
+        """The leases of the tasks held, else those of the swarms met: no Redis read."""
+        with self._lock:
+            held = [h.lease_s for h in self._held.values()]
+            return held or [i.lease_s for i in self._infos.values()]
+
+    def finish(self, sid: str) -> None:
+        with self._lock:
+            self._finished.add(sid)
+
+    def finished(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._finished)
+
+    def current(self) -> str | None:
+        with self._lock:
+            return self._current
+
+    def serve(self, sid: str | None) -> None:
+        with self._lock:
+            self._current = sid
+
+
+class _Advice:
+    """Warns once when the lease and the thinking time disagree, with figures and a fix."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._lock = threading.Lock()
+        self._said: set[str] = set()
+
+    def _once(self, topic: str) -> bool:
+        with self._lock:
+            first = topic not in self._said
+            self._said.add(topic)
+            return first
+
+    def step(self, think_s: float, lease_s: float) -> None:
+        if think_s > lease_s and self._once("step"):
+            log.warning(
+                "one step took %.0f s, longer than the %.0f s lease: the task now rests on "
+                "renewals alone, and a worker that dies mid-step costs the swarm the whole "
+                "step again after the lease. Give the purpose a lease_s of %d or more, or make "
+                "steps shorter: fewer slots (this worker has %d) or a smaller context "
+                "(onnx:...?context=N).",
+                think_s,
+                lease_s,
+                _round_up(think_s),
+                self.slots,
+            )
+
+    def raised(self, swarm: str, lease_s: float, floor_s: float, mind: str) -> None:
+        if self._once(f"raised {swarm}"):
+            log.warning(
+                "swarm %s has a %.0f s lease, too short for the %s mind to be renewed on time "
+                "(a renewal may wait out one model call): this worker claims for %.0f s. Set "
+                "the purpose's lease_s to %.0f or more, or pass --lease to choose.",
+                swarm,
+                lease_s,
+                mind,
+                floor_s,
+                floor_s,
+            )
+
+    def late(self, task: str, gap_s: float, lease_s: float) -> None:
+        if gap_s > lease_s / 2 and self._once("late"):
+            log.warning(
+                "task %s was renewed %.1f s after its previous renewal, more than half its "
+                "%.0f s lease: another worker may reap it. The process is starved (more "
+                "slots or model threads than cores?) or Redis is slow; give the purpose a "
+                "lease_s of %d or more, or run fewer slots or workers on this machine.",
+                task,
+                gap_s,
+                lease_s,
+                _round_up(4 * gap_s),
+            )
+
+
+def _round_up(seconds: float, step: int = 10) -> int:
+    return step * (int(seconds) // step + 1)
 
 
 def _worker_id(name: str) -> str:
@@ -128,13 +269,15 @@ class Worker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._stop = threading.Event()
-        self._held: dict[str, _Held] = {}
-        self._lock = threading.Lock()
-        self._boards: dict[str, Board] = {}
-        self._infos: dict[str, _SwarmInfo] = {}
-        self._finished: set[str] = set()
-        self._current: str | None = None
+        self._shared = _Shared()
+        # The heartbeat sleeps on `_wake` until `_due` (monotonic): a task with a shorter
+        # lease than the schedule allows, a mind about to block, or the shutdown wakes it.
+        self._wake = threading.Event()
+        self._due = 0.0
+        self._beating = True
+        self._advice = _Advice(config.slots)
         self._stats = _Stats()
+        self._stats_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -152,7 +295,7 @@ class Worker:
             t.start()
         while any(t.is_alive() for t in slots) and not self._stop.is_set():
             self._stop.wait(0.2)
-        self._shutdown(slots)
+        self._shutdown(slots, beat)
         return 0
 
     def stop(self) -> None:
@@ -161,20 +304,32 @@ class Worker:
             log.info("worker %s stopping", self.id)
         self._stop.set()
 
-    def _shutdown(self, slots: list[threading.Thread]) -> None:
+    def _shutdown(self, slots: list[threading.Thread], beat: threading.Thread) -> None:
+        """Held tasks get `grace_s` (renewed meanwhile); what is still held is released, and
+        the mind is interrupted, so the slots leave it within about one native call."""
         deadline = time.monotonic() + self.config.grace_s
         for t in slots:
             t.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            held = list(self._held.values())
-        # Bounded: with Redis gone for good, the leases expire and others reap the tasks.
-        until = time.monotonic() + 10.0
-        for h in held:
-            self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
-            log.info("released task %s", h.claim.task.id)
-        for board in self._boards.values():
-            self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
-        # A slot still inside think() may be using the model; the process exit frees it then.
+        # Every wait below hands the GIL over; without going first, each would wait out
+        # one of the model's native calls.
+        with TURNS.first():
+            self._beating = False  # no renewal may follow the release below
+            self._wake.set()
+            beat.join(INTERRUPT_WAIT_S)
+            held = self._shared.held()
+            # Bounded: with Redis gone for good, the leases expire and others reap the tasks.
+            until = time.monotonic() + 10.0
+            for h in held:
+                h.lost = True  # whatever its slot thinks now is not posted
+                self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
+                log.info("released task %s", h.claim.task.id)
+            self.mind.interrupt()
+            leave = time.monotonic() + INTERRUPT_WAIT_S
+            for t in slots:
+                t.join(max(0.0, leave - time.monotonic()))
+            for board in self._shared.boards():
+                self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
+        # A slot still busy elsewhere (running code) may yet call the mind; exit frees it then.
         if not any(t.is_alive() for t in slots):
             self.mind.close()
 
@@ -185,7 +340,8 @@ class Worker:
         delay = 0.1
         while True:
             try:
-                return fn()
+                with TURNS.first():  # a post or a release need not wait out a model call
+                    return fn()
             except TRANSIENT as exc:
                 self.metrics.redis_error()
                 if until is not None and time.monotonic() > until:
@@ -199,32 +355,37 @@ class Worker:
 
     def _board(self) -> Board | None:
         """The swarm this worker serves: sticky until it finishes, then the next running one."""
-        sid = self.config.swarm_id or self._current
-        if sid is None or sid in self._finished:
+        sid = self.config.swarm_id or self._shared.current()
+        finished = self._shared.finished()
+        if sid is None or sid in finished:
             if self.config.swarm_id is not None:
                 return None
-            sid = newest_running(self.client, skip=self._finished)
-            self._current = sid
+            sid = newest_running(self.client, skip=set(finished))
+            self._shared.serve(sid)
         if sid is None:
             return None
-        board = self._boards.get(sid)
-        if board is None:
-            board = Board(self.client, sid, clock=self._clock, rng=self._rng)
-            self._boards[sid] = board
-        return board
+        return self._shared.board(
+            sid, partial(Board, self.client, sid, clock=self._clock, rng=self._rng)
+        )
 
     def _lease_s(self, board: Board) -> float:
+        """The lease this worker claims with: `--lease`, else the swarm's, raised to what the
+        mind needs to be renewed on time (`min_lease_s`, e.g. the onnx mind's)."""
         if self.config.lease_s is not None:
             return self.config.lease_s
-        return self._info(board).lease_s
+        swarm_s = self._info(board).lease_s
+        floor = float(getattr(self.mind, "min_lease_s", 0.0))
+        if swarm_s < floor:
+            self._advice.raised(board.id, swarm_s, floor, self.mind.name)
+        return max(swarm_s, floor)
 
     def _info(self, board: Board) -> _SwarmInfo:
         """The swarm's fixed facts, read once per swarm."""
-        found = self._infos.get(board.id)
+        found = self._shared.info(board.id)
         if found is None:
             m = board.client.hmget(board.keys.meta, "purpose", "title", "lease_ms", "sandbox")
-            found = _SwarmInfo(m[0] or "", m[1] or "", int(m[2] or 60000) / 1000, m[3] or "auto")
-            self._infos[board.id] = found
+            read = _SwarmInfo(m[0] or "", m[1] or "", int(m[2] or 60000) / 1000, m[3] or "auto")
+            found = self._shared.keep_info(board.id, read)
         return found
 
     # -- the slot loop ----------------------------------------------------------------------
@@ -256,14 +417,16 @@ class Worker:
         board = self._board()
         if board is None:
             return False if self.config.burst else None
-        outcome = board.claim(self.id, lease_s=self._lease_s(board), skills=self.config.skills)
+        lease_s = self._lease_s(board)
+        with TURNS.first():  # while another slot's step is in the model
+            outcome = board.claim(self.id, lease_s=lease_s, skills=self.config.skills)
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
             self.metrics.claimed()
-            self._work(board, outcome.claim)
+            self._work(board, outcome.claim, lease_s)
             return True
         if outcome.status is ClaimStatus.CLOSED:
             log.info("swarm %s is %s", board.id, outcome.swarm_state)
-            self._finished.add(board.id)
+            self._shared.finish(board.id)
             if self.config.swarm_id is not None:
                 return False
             return None
@@ -278,23 +441,26 @@ class Worker:
     # -- one task ---------------------------------------------------------------------------
 
     @contextmanager
-    def _holding(self, board: Board, claim: Claim) -> Iterator[_Held]:
-        held = _Held(board, claim)
-        with self._lock:
-            self._held[claim.task.id] = held
+    def _holding(self, board: Board, claim: Claim, lease_s: float) -> Iterator[_Held]:
+        held = _Held(board, claim, lease_s, renewed=time.monotonic())
+        self._shared.hold(held)
+        if self._due - time.monotonic() > self._renew_s():
+            self._wake.set()  # renewals are due sooner than the heartbeat planned
         try:
             yield held
         finally:
-            with self._lock:
-                self._held.pop(claim.task.id, None)
+            self._shared.drop(held)
 
-    def _work(self, board: Board, claim: Claim) -> None:
+    def _work(self, board: Board, claim: Claim, lease_s: float) -> None:
         task = claim.task
         log.debug("claimed %s %r (%s)", task.id, task.title, task.kind.value)
-        with self._holding(board, claim) as held:
+        with self._holding(board, claim, lease_s) as held:
             tokens = 0
             try:
                 tokens = self._think_and_post(board, held)
+            except Interrupted:
+                # Only a stopping worker interrupts its mind, after releasing the task.
+                log.info("task %s: interrupted while thinking, nothing posted", task.id)
             except LeaseLost as exc:
                 log.warning("%s", exc)
             except (MindError, InvalidAction) as exc:
@@ -304,8 +470,9 @@ class Worker:
             except Exception as exc:  # a mind's bug must fail the attempt, not the worker
                 log.exception("task %s: mind crashed", task.id)
                 self._post_failure(board, held, f"mind crashed: {type(exc).__name__}: {exc}")
-            self._stats.tasks += 1
-            self._stats.tokens += tokens
+            with self._stats_lock:
+                self._stats.tasks += 1
+                self._stats.tokens += tokens
 
     def _post(self, board: Board, fn: Callable[[], T]) -> T | None:
         """Post through a Redis outage for as long as the lease could still be ours."""
@@ -355,9 +522,11 @@ class Worker:
             )
             started = time.monotonic()
             thought = self.mind.think(request)
-            spent = time.monotonic() - started
-            self._stats.think_s += spent
-            self.metrics.thought(spent, thought.tokens)
+            think_s = time.monotonic() - started
+            with self._stats_lock:
+                self._stats.think_s += think_s
+            self.metrics.thought(think_s, thought.tokens)
+            self._advice.step(think_s, held.lease_s)
             tokens += thought.tokens
             action = thought.action
             if action.kind not in allowed:
@@ -400,55 +569,79 @@ class Worker:
     # -- heartbeat --------------------------------------------------------------------------
 
     def _renew_s(self) -> float:
+        """The heartbeat's interval, from what the slots recorded: no Redis read, no error."""
         if self.config.renew_s is not None:
             return self.config.renew_s
-        leases = [self._lease_s(b) for b in self._boards.values()] or [60.0]
-        return heartbeat_s(min(leases))
+        return heartbeat_s(min(self._shared.leases(), default=DEFAULT_LEASE_S))
 
     def _heartbeat_loop(self) -> None:
-        while not self._stop.is_set():
-            if self._boards:
-                try:
+        """Renew every held lease and publish this worker's record, until the shutdown
+        releases what is held. Nothing ends this loop early: each failure is logged and
+        the next beat comes anyway, or every long task would lose its lease."""
+        TURNS.listen(self._wake)  # a mind about to make a long native call wakes us first
+        try:
+            self._heartbeats()
+        finally:
+            TURNS.unlisten(self._wake)
+
+    def _heartbeats(self) -> None:
+        self._due = time.monotonic()
+        while True:
+            self._wake.wait(max(0.0, self._due - time.monotonic()))
+            self._wake.clear()
+            if not self._beating:
+                return
+            began = time.monotonic()
+            try:
+                with TURNS.first():  # the model waits for this beat between two native calls
                     self._beat()
-                except TRANSIENT as exc:
-                    self.metrics.redis_error()
-                    log.warning("heartbeat: Redis unavailable (%s)", exc)
-                except Exception:
-                    log.exception("heartbeat failed")
-            self._stop.wait(self._renew_s() if self._boards else 0.1)
+                self._due = began + self._renew_s()  # a beat's length does not delay the next
+            except TRANSIENT as exc:
+                self.metrics.redis_error()
+                log.warning("heartbeat: Redis unavailable (%s)", exc)
+                self._due = time.monotonic() + BEAT_RETRY_S
+            except Exception as exc:  # see the docstring
+                log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
+                self._due = time.monotonic() + BEAT_RETRY_S
+            finally:
+                TURNS.beaten()
 
     def _beat(self) -> None:
-        with self._lock:
-            held = list(self._held.values())
+        held = self._shared.held()
         for h in held:
-            if h.lost or h.board.renew(h.claim, self.id, lease_s=self._lease_s(h.board)):
+            if h.lost:
                 continue
-            with self._lock:
-                still_held = self._held.get(h.claim.task.id) is h
-            if still_held:  # not merely posted by its slot since the snapshot above
+            now = time.monotonic()
+            self._advice.late(h.claim.task.id, now - h.renewed, h.lease_s)
+            if h.board.renew(h.claim, self.id, lease_s=h.lease_s):
+                h.renewed = now
+            elif self._shared.holds(h):  # not merely posted by its slot since the snapshot
                 h.lost = True
                 log.warning("task %s: lease lost", h.claim.task.id)
-        record = self.record(held)
-        for sid, board in list(self._boards.items()):
-            if sid not in self._finished:
-                board.heartbeat(self.id, record, ttl_s=max(3 * self._renew_s(), 10.0))
+        boards = self._shared.live_boards()
+        if boards:
+            record = self.record(held)
+            ttl_s = max(3 * self._renew_s(), 10.0)
+            for board in boards:
+                board.heartbeat(self.id, record, ttl_s=ttl_s)
 
     def record(self, held: list[_Held] | None = None) -> dict[str, str | int | float]:
         """What this worker publishes about itself for `swarm watch`."""
         if held is None:
-            with self._lock:
-                held = list(self._held.values())
+            held = self._shared.held()
+        with self._stats_lock:
+            stats = replace(self._stats)
         rate = getattr(self.mind, "tokens_per_s", None)
-        if rate is None and self._stats.think_s > 0:
-            rate = self._stats.tokens / self._stats.think_s
+        if rate is None and stats.think_s > 0:
+            rate = stats.tokens / stats.think_s
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "mind": self.mind.name,
             "slots": self.config.slots,
             "current": ",".join(h.claim.task.id for h in held),
-            "tasks": self._stats.tasks,
-            "tokens": self._stats.tokens,
+            "tasks": stats.tasks,
+            "tokens": stats.tokens,
             "tokens_per_s": round(float(rate or 0.0), 2),
-            "started": int(self._stats.started * 1000),
+            "started": int(stats.started * 1000),
         }

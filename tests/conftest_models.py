@@ -1,4 +1,7 @@
-"""The tiny random-weight Phi-3 that model tests run on, built once and cached in .models/tiny.
+"""The random-weight Phi-3s that model tests run on, built once and cached in .models/.
+
+`tiny` is what every model test uses; `small` (768 wide, 12 layers, Phi-3's vocabulary)
+is for the one test that needs a prefill slow enough to outlast a lease.
 
 Import the `tiny_model` fixture into a test module (`from conftest_models import tiny_model`)
 or register this module as a plugin. The first session builds it (seconds; needs the
@@ -27,17 +30,26 @@ def make_tiny_phi3() -> ModuleType:
     return module
 
 
-def tiny_model_dir() -> Path:
-    """Build (or reuse) the tiny model; skip the test when the builder's packages are missing."""
+def model_dir(size: str, env: str) -> Path:
+    """Build (or reuse) a model, in $env if set; skip when the builder's packages are missing."""
     pytest.importorskip("onnxruntime_genai")
-    out = Path(os.environ.get("SWARM_TEST_MODEL_DIR", ROOT / ".models" / "tiny"))
+    out = Path(os.environ.get(env, ROOT / ".models" / size))
     script = make_tiny_phi3()
-    if not script.is_built(out, "tiny"):
+    if not script.is_built(out, size):
         for package in ("torch", "transformers", "tokenizers", "onnx"):
-            pytest.importorskip(package, reason="building the tiny model needs swarm[tiny-model]")
-    return Path(script.build("tiny", out))
+            pytest.importorskip(package, reason="building the model needs swarm[tiny-model]")
+    return Path(script.build(size, out))
+
+
+def tiny_model_dir() -> Path:
+    return model_dir("tiny", "SWARM_TEST_MODEL_DIR")
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     return tiny_model_dir()
+
+
+@pytest.fixture(scope="session")
+def small_model() -> Path:
+    return model_dir("small", "SWARM_TEST_SMALL_MODEL_DIR")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest_models import tiny_model  # noqa: F401  (a fixture)
 
 from swarm.minds import onnx
-from swarm.minds.base import Mind, MindError
+from swarm.minds.base import Interrupted, Mind, MindError
 from swarm.minds.onnx import OnnxMind, guided_schema, make_onnx_mind, tight_limits
 from swarm.models import ModelError, ModelNotFound
 from swarm.protocol import (
@@ -270,3 +271,89 @@ def test_threads_and_context_are_checked(tiny_model: Path) -> None:  # noqa: F81
         make_onnx_mind(tiny_model, context=300, max_new_tokens=256)
     with pytest.raises(ModelError, match="max_new_tokens must be at least 128"):
         make_onnx_mind(tiny_model, max_new_tokens=100)
+
+
+def _generator(mind: OnnxMind, length: int) -> object:
+    return mind._runtime.generator(guided_schema(SHORT), length)
+
+
+def _greedy(gen: object, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        gen.generate_next_token()  # type: ignore[attr-defined]
+        out.append(int(gen.get_next_tokens()[0]))  # type: ignore[attr-defined]
+    return out
+
+
+def test_a_prefill_in_chunks_leaves_the_same_cache_as_one_call(mind: OnnxMind) -> None:
+    import numpy as np
+
+    ids = mind._runtime.encode(PURPOSE * 20)
+    whole = _generator(mind, len(ids) + 64)
+    whole.append_tokens(ids)  # type: ignore[attr-defined]
+    chunked = _generator(mind, len(ids) + 64)
+    pacer = onnx._Pacer(chunk_s=1e-9)  # one token a call after the first chunk
+    calls = []
+    real = chunked.append_tokens  # type: ignore[attr-defined]
+
+    class Counting:
+        def append_tokens(self, part: object) -> None:
+            calls.append(len(part))  # type: ignore[arg-type]
+            real(part)
+
+    onnx._append_chunked(Counting(), ids, pacer)
+    assert len(calls) > len(ids) // 2 and sum(calls) == len(ids)
+    assert chunked.token_count() == whole.token_count() == len(ids)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(chunked.get_logits(), whole.get_logits(), atol=1e-4)  # type: ignore[attr-defined]
+    assert _greedy(chunked, 12) == _greedy(whole, 12)
+    # Rewinding into a chunked prefill and going on works as after one call.
+    for gen in (whole, chunked):
+        gen.rewind_to(len(ids) // 2)  # type: ignore[attr-defined]
+        onnx._append_chunked(gen, ids[len(ids) // 2 :], onnx._Pacer())
+    np.testing.assert_allclose(chunked.get_logits(), whole.get_logits(), atol=1e-4)  # type: ignore[attr-defined]
+
+
+def test_an_interrupt_stops_a_prefill_between_two_native_calls(mind: OnnxMind) -> None:
+    ids = mind._runtime.encode(PURPOSE * 20)
+    gen = _generator(mind, len(ids) + 8)
+    pacer = onnx._Pacer(chunk_s=1e-9)
+    calls = []
+
+    class InterruptedAtThird:
+        def append_tokens(self, part: object) -> None:
+            gen.append_tokens(part)  # type: ignore[attr-defined]
+            calls.append(len(part))  # type: ignore[arg-type]
+            if len(calls) == 3:
+                pacer.interrupted.set()
+
+    with pytest.raises(Interrupted):
+        onnx._append_chunked(InterruptedAtThird(), ids, pacer)
+    assert len(calls) == 3 and gen.token_count() == sum(calls) < len(ids)  # type: ignore[attr-defined]
+
+
+def test_an_interrupted_mind_ends_the_step_in_progress_and_refuses_later_ones(
+    tiny_model: Path,  # noqa: F811
+) -> None:
+    from swarm.minds.base import TURNS
+
+    mind = make_onnx_mind(tiny_model, max_new_tokens=256)
+    mind.think(request({A}))  # loads the purpose
+    outcome: list[BaseException | None] = []
+
+    def step() -> None:
+        try:
+            mind.think(request({A}, task=replace(ROOT, id="0.1")))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    # A renewal in progress holds the mind at its next native call; it is interrupted then.
+    with TURNS.first():
+        t = threading.Thread(target=step)
+        t.start()
+        mind.interrupt()
+    t.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Interrupted), outcome
+    with pytest.raises(Interrupted):
+        mind.think(request({A}))
+    mind.close()

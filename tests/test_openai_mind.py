@@ -152,3 +152,26 @@ def test_the_api_key_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch
     assert (
         make_openai_mind("http://x/v1/", "m", api_key="mine").url == "http://x/v1/chat/completions"
     )
+
+
+def test_an_interrupt_ends_a_step_waiting_on_a_silent_server() -> None:
+    import socket
+    import time
+
+    from swarm.minds.base import Interrupted
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # connections are accepted by the kernel and never answered
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        mind = make_openai_mind(url, "phi3", timeout=60)
+        threading.Timer(0.3, mind.interrupt).start()
+        began = time.monotonic()
+        with pytest.raises(Interrupted):
+            mind.think(STEP)
+        assert time.monotonic() - began < 5
+        with pytest.raises(Interrupted):
+            mind.think(STEP)
+    finally:
+        silent.close()

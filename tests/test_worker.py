@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from swarm.board import Board
-from swarm.minds.base import MindError, ScriptedMind
+from swarm.minds.base import Interrupted, MindError, ScriptedMind
 from swarm.minds.sim import SimConfig, SimMind, parse_sim_spec
 from swarm.protocol import (
     ActionKind,
@@ -114,11 +114,18 @@ class BlockingMind:
     def __init__(self) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
+        self.interrupted = threading.Event()
 
     def think(self, request: ThinkRequest) -> Any:
         self.started.set()
         self.release.wait(10)
+        if self.interrupted.is_set():
+            raise Interrupted("blocking mind interrupted")
         return ScriptedMind([Answer("late", Confidence.LOW)]).think(request)
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+        self.release.set()
 
     def close(self) -> None:
         self.release.set()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from swarm.minds.base import Mind, MindError, ScriptedMind
+from swarm.minds.base import Interrupted, Mind, MindError, ScriptedMind
 
-__all__ = ["Mind", "MindError", "MindSpecError", "ScriptedMind", "make_mind"]
+__all__ = ["Interrupted", "Mind", "MindError", "MindSpecError", "ScriptedMind", "make_mind"]
 
 
 class MindSpecError(ValueError):
@@ -17,7 +17,8 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
     - `sim:branch=3,depth=2,think=0.05,fail=0.1,seed=1,code=1` (tests and benchmarks)
     - `onnx` or `onnx:/path/to/model?provider=auto&threads=4&max_new_tokens=512&context=4096`
       (Phi-3 through ONNX Runtime GenAI; the default; provider is dml, cuda, cpu or
-      auto, the best the installed runtime has)
+      auto, the best the installed runtime has; `chunk_s=1.0`: about how long one call
+      into the model may take, which a renewal or a stop may have to wait out)
     - `openai:http://host:port/v1#model-name` (an OpenAI-compatible server)
     """
     kind, _, rest = (spec or "onnx").partition(":")
@@ -29,7 +30,7 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
         except ValueError as exc:
             raise MindSpecError(str(exc)) from None
     if kind == "onnx":
-        from swarm.minds.onnx import DEFAULT_MAX_NEW_TOKENS, make_onnx_mind
+        from swarm.minds.onnx import CHUNK_S, DEFAULT_MAX_NEW_TOKENS, make_onnx_mind
         from swarm.models import find_model
 
         path, _, query = rest.partition("?")
@@ -41,6 +42,7 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
             threads=_int_or_none(opts.get("threads")),
             max_new_tokens=int(opts.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
             context=_int_or_none(opts.get("context")),
+            chunk_s=float(opts.get("chunk_s", CHUNK_S)),
         )
     if kind == "openai":
         from swarm.minds.openai import make_openai_mind
@@ -54,12 +56,18 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
     raise MindSpecError(f"unknown mind {kind!r}: use sim:..., onnx[:MODEL_DIR] or openai:URL#MODEL")
 
 
-_ONNX_OPTIONS = {"provider": str, "threads": int, "max_new_tokens": int, "context": int}
+_ONNX_OPTIONS: dict[str, type] = {
+    "provider": str,
+    "threads": int,
+    "max_new_tokens": int,
+    "context": int,
+    "chunk_s": float,
+}
 
 
-def _onnx_options(query: str) -> dict[str, str | int]:
+def _onnx_options(query: str) -> dict[str, str | int | float]:
     """`provider=cuda&threads=4` -> keyword arguments of make_onnx_mind, checked."""
-    options: dict[str, str | int] = {}
+    options: dict[str, str | int | float] = {}
     for part in filter(None, query.split("&")):
         name, _, raw = part.partition("=")
         kind = _ONNX_OPTIONS.get(name)
@@ -73,5 +81,5 @@ def _onnx_options(query: str) -> dict[str, str | int]:
     return options
 
 
-def _int_or_none(value: str | int | None) -> int | None:
+def _int_or_none(value: str | int | float | None) -> int | None:
     return None if value is None else int(value)

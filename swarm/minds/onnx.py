@@ -15,16 +15,23 @@ How one step runs, and why (figures measured with onnxruntime-genai 0.18 on a 2-
 - A generation that reaches `max_new_tokens` is retried once with bounds tight enough
   that no answer can exceed the limit (ASCII strings, at most two tokens a character);
   if that fails too the step fails with a MindError, never a crash.
-- Slots take turns on the one generator, on one thread. The Python binding holds the GIL
-  while the model runs (a second thread made no progress meanwhile), the batched
-  Generator with guidance fails once one sequence finishes before the others, and
-  batching did not speed up prefill on CPU, which is where a task's time goes. Taking
-  turns costs no memory per slot.
+- Every native call is kept short. The Python binding holds the GIL through each call
+  (src/python/python.cpp releases it nowhere; a second thread made no progress meanwhile),
+  so the worker's heartbeat, its signal handlers and an interrupt all wait for the call in
+  progress: a purpose prefilled in one call froze renewals for minutes on Phi-3-mini. So
+  prompts are appended in chunks sized from the measured time per token (`_append_chunked`)
+  and decoding goes a token a call; `interrupt()` is checked between calls.
+- Slots take turns on the one generator, on one thread. The batched Generator with
+  guidance fails once one sequence finishes before the others, and batching did not speed
+  up prefill on CPU, which is where a task's time goes. Taking turns costs no memory per
+  slot.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.minds import prompts, runtime
-from swarm.minds.base import MindError
+from swarm.minds.base import TURNS, Interrupted, MindError
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
     ActionKind,
@@ -48,6 +55,14 @@ from swarm.protocol import (
 DEFAULT_MAX_NEW_TOKENS = 512
 MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
+# About how long one native call may take: a renewal, a signal or an interrupt waits for
+# the call in progress. Each call costs some CPU beyond its tokens: on Phi-3-mini, 16-token
+# chunks (about a second each on 2 cores) prefill at 0.97 of one call's speed, 8-token
+# ones at 0.88 (`scripts/bench_mind.py --prefill-sweep 32,16,8`).
+CHUNK_S = 1.0
+log = logging.getLogger("swarm.minds.onnx")
+_FIRST_CHUNK = 4  # tokens, before the pace is known (a fraction of a second on mini)
+_GROWTH = 4  # the most a chunk grows over the one before
 ALL_ACTIONS = frozenset(ActionKind)
 
 # Where the task goes when the chat template is rendered once per purpose; what comes
@@ -142,6 +157,53 @@ def _provider_config(og: Any, folder: Path, provider: str, threads: int | None) 
         options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     return config
+
+
+class _Pacer:
+    """Sizes native calls to about `chunk_s` from the measured seconds per token, and carries
+    the interrupt every step checks between calls."""
+
+    def __init__(self, chunk_s: float = CHUNK_S) -> None:
+        self.chunk_s = chunk_s
+        self.per_token: float | None = None  # the latest chunk's: follows load and position
+        self.last = _FIRST_CHUNK
+        self.longest_s = 0.0  # the longest chunk yet, shown by the worker's debug log
+        self.interrupted = threading.Event()
+
+    def check(self) -> None:
+        """Before each native call: stop if interrupted, and let a renewal go first."""
+        if self.interrupted.is_set():
+            raise Interrupted("the onnx mind was interrupted")
+        TURNS.between()
+
+    def chunk(self) -> int:
+        if self.per_token is None:
+            return _FIRST_CHUNK
+        # Growth is capped: a small chunk's time per token understates a big one's, where
+        # attention over the chunk itself starts to count.
+        return max(1, min(int(self.chunk_s / self.per_token), _GROWTH * self.last))
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        if tokens > 0 and seconds > 0:
+            self.per_token = seconds / tokens
+            self.last = tokens
+            self.longest_s = max(self.longest_s, seconds)
+
+
+def _append_chunked(generator: Any, ids: Any, pacer: _Pacer) -> None:
+    """`generator.append_tokens(ids)` in chunks of about `pacer.chunk_s` each, checking for
+    an interrupt between them. The last axis is the sequence, so a batch (rows) works too.
+    Same KV cache and next token as one call (tests/test_onnx_mind.py)."""
+    total = ids.shape[-1]
+    start = 0
+    while start < total:
+        pacer.check()
+        stop = min(total, start + pacer.chunk())
+        began = time.perf_counter()
+        generator.append_tokens(ids[..., start:stop])
+        pacer.observe(stop - start, time.perf_counter() - began)
+        start = stop
+    pacer.check()
 
 
 @dataclass
@@ -270,17 +332,23 @@ class _Runtime:
         params.set_search_options(max_length=max_length)
         if self.features.guidance:
             params.set_guidance("json_schema", schema)
+        # One native call that allocates the whole KV cache (2-3 s of CPU for a 4k context
+        # on Phi-3-mini): the heartbeat renews first.
+        TURNS.beat_now()
         return self.og.Generator(self.model, params)
 
 
 class _Prefixed:
     """A guided generator whose KV cache holds one purpose, rewound to it after every step."""
 
-    def __init__(self, runtime: _Runtime, schema: str, system: str, max_length: int) -> None:
+    def __init__(
+        self, runtime: _Runtime, schema: str, system: str, max_length: int, pacer: _Pacer
+    ) -> None:
         self.runtime = runtime
         self.schema = schema
         self.system = system
         self.max_length = max_length
+        self.pacer = pacer
         self.prefix, self.suffix = runtime.chat(system)
         self._start()
 
@@ -288,7 +356,7 @@ class _Prefixed:
         ids = self.runtime.encode(self.prefix)
         self.generator = self.runtime.generator(self.schema, self.max_length)
         started = time.perf_counter()
-        self.generator.append_tokens(ids)
+        _append_chunked(self.generator, ids, self.pacer)
         self.pending_prefill = (len(ids), time.perf_counter() - started)
         self.base = int(self.generator.token_count())
 
@@ -302,9 +370,10 @@ class _Prefixed:
         out: list[int] = []
         started = time.perf_counter()
         try:
-            gen.append_tokens(ids)
+            _append_chunked(gen, ids, self.pacer)
             prefilled = time.perf_counter()
             while len(out) < budget and not gen.is_done():
+                self.pacer.check()
                 if steering:
                     logits = gen.get_logits()
                     mask = runtime.allowed_mask(heads, seen)
@@ -338,9 +407,15 @@ class OnnxMind:
     """Thinks with an ORT GenAI model in this process; thread-safe, slots take turns."""
 
     # `think` may be called from any number of slot threads; `close` waits for the step
-    # in progress, and later calls fail with a MindError.
+    # in progress, and later calls fail with a MindError. After `interrupt`, the step in
+    # progress raises Interrupted at its next native call, and so does every later one.
 
     name = "onnx"
+    # The shortest lease a worker claims with for this mind. A renewal is due every quarter
+    # lease and must land within half of it; it may wait out one native call: a chunk, or
+    # a new generator (2-3 s of CPU on Phi-3-mini, 7-11 s of wall time on a loaded 2-core
+    # machine), which is made right after a renewal, so that costs the lease only its length.
+    min_lease_s = 20.0
 
     def __init__(
         self,
@@ -349,6 +424,7 @@ class OnnxMind:
         slots: int = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         context: int | None = None,
+        chunk_s: float = CHUNK_S,
     ) -> None:
         self._runtime = runtime
         self.slots = slots
@@ -366,6 +442,9 @@ class OnnxMind:
         self.usage = Usage()  # since the mind was made
         self.last = Usage()  # of the latest step
         self.tokens_per_s = 0.0
+        if not 0 < chunk_s <= 60:
+            raise ModelError(f"chunk_s must be above 0 and at most 60, got {chunk_s}")
+        self._pacer = _Pacer(chunk_s)
         # Every model call runs on this one thread, in arrival order: the slots take turns
         # (see the module's docstring), and the allocator keeps one arena for the model's
         # buffers instead of growing one per slot thread (measured: +60 MB with 4 slots).
@@ -377,17 +456,22 @@ class OnnxMind:
         return self._runtime.folder
 
     def think(self, request: ThinkRequest) -> Thought:
+        self._pacer.check()
         try:
             job = self._thread.submit(self._think, request)
         except RuntimeError:  # shut down
             raise MindError("the onnx mind is closed") from None
         return job.result()
 
+    def interrupt(self) -> None:
+        self._pacer.interrupted.set()
+
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         self._normal = None
 
     def _think(self, request: ThinkRequest) -> Thought:
+        self._pacer.check()  # queued behind a step that was interrupted
         first = self._attempt(request, request.limits, tight=False)
         attempts = [first]
         if not first.finished and not _parses(first.text, request):
@@ -434,6 +518,8 @@ class OnnxMind:
             generator = self._make_prefixed(tight_schema, system, min(need, self.context))
         try:
             return generator.run(task, self.max_new_tokens, request.allowed)
+        except Interrupted:
+            raise  # the generator was rewound to its purpose: still good
         except Exception as exc:
             # The generator's state is unknown after a failure; the next step makes a new one.
             if generator is normal:
@@ -442,7 +528,9 @@ class OnnxMind:
 
     def _make_prefixed(self, schema: str, system: str, max_length: int) -> _Prefixed:
         try:
-            return _Prefixed(self._runtime, schema, system, max_length)
+            return _Prefixed(self._runtime, schema, system, max_length, self._pacer)
+        except Interrupted:
+            raise
         except Exception as exc:
             raise MindError(f"onnxruntime-genai could not start a generation: {exc}") from None
 
@@ -456,6 +544,14 @@ class OnnxMind:
             last.decode_s += a.decode_s
         self.last = last
         self.usage.add(last)
+        log.debug(
+            "step: %d tokens prefilled in %.1f s, %d generated in %.1f s; longest chunk yet %.2f s",
+            last.prefilled_tokens,
+            last.prefill_s,
+            last.generated_tokens,
+            last.decode_s,
+            self._pacer.longest_s,
+        )
         if last.decode_s > 0:
             rate = last.generated_tokens / last.decode_s
             # Smoothed so the live view shows a steady figure, not the last step's.
@@ -479,6 +575,7 @@ def make_onnx_mind(
     slots: int = 1,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     context: int | None = None,
+    chunk_s: float = CHUNK_S,
 ) -> OnnxMind:
     """Load the model in `model_dir`; a ModelError (one line) when it cannot be used."""
     return OnnxMind(
@@ -486,4 +583,5 @@ def make_onnx_mind(
         slots=slots,
         max_new_tokens=max_new_tokens,
         context=context,
+        chunk_s=chunk_s,
     )

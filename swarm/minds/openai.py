@@ -17,10 +17,11 @@ import urllib.request
 from typing import Any
 
 from swarm.minds import prompts
-from swarm.minds.base import MindError
+from swarm.minds.base import Interrupted, MindError
 from swarm.protocol import InvalidAction, ThinkRequest, Thought, action_schema, parse_action
 
 DEFAULT_CONTEXT = 8192
+_POLL_S = 0.1  # how often a step waiting on the server looks for an interrupt
 
 
 def _estimate_tokens(text: str) -> int:
@@ -56,8 +57,10 @@ class OpenAIMind:
         self.context = context
         self.tokens_per_s = 0.0
         self._lock = threading.Lock()
+        self._interrupted = threading.Event()
 
     def think(self, request: ThinkRequest) -> Thought:
+        self._check()
         budget = (
             self.context
             - self.max_tokens
@@ -84,6 +87,13 @@ class OpenAIMind:
         except InvalidAction as exc:
             raise MindError(f"{self.model} gave an invalid answer twice: {exc}") from None
         return Thought(action, tokens=tokens + used, raw=content)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def _check(self) -> None:
+        if self._interrupted.is_set():
+            raise Interrupted(f"{self.model}: interrupted")
 
     def close(self) -> None:
         pass
@@ -120,6 +130,30 @@ class OpenAIMind:
         return content, prompt + completion
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request runs on its own daemon thread, so an interrupt need not wait for the
+        server (up to `timeout`); an abandoned request ends on its own."""
+        outcome: list[dict[str, Any] | MindError] = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                outcome.append(self._request(body))
+            except MindError as exc:
+                outcome.append(exc)
+            except Exception as exc:  # a bug here must fail the step, not hang it
+                outcome.append(MindError(f"{self.url}: {type(exc).__name__}: {exc}"))
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="openai-request", daemon=True).start()
+        while not done.wait(_POLL_S):
+            self._check()
+        result = outcome[0]
+        if isinstance(result, MindError):
+            raise result
+        return result
+
+    def _request(self, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"

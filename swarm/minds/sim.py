@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from swarm.minds.base import MindError
+from swarm.minds.base import Interrupted, MindError
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -65,15 +64,21 @@ class SimMind:
 
     name = "sim"
 
-    def __init__(self, config: SimConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, config: SimConfig, *, sleep: Callable[[float], object] | None = None
+    ) -> None:
         self.config = config
         self._rng = random.Random(config.seed)
         self._lock = threading.Lock()
-        self._sleep = sleep
+        self._interrupted = threading.Event()
+        # Thinking is waiting on the interrupt, so an interrupted step ends at once.
+        self._sleep = sleep or self._interrupted.wait
 
     def think(self, request: ThinkRequest) -> Thought:
+        self._check()
         if self.config.think:
             self._sleep(self.config.think)
+            self._check()
         if self.config.fail:
             with self._lock:
                 unlucky = self._rng.random() < self.config.fail
@@ -98,6 +103,13 @@ class SimMind:
                 f"leaf {task.title} [ran: {out.stdout.strip() or out.error}]", Confidence.HIGH
             )
         return Answer(f"leaf {task.title}", Confidence.HIGH)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def _check(self) -> None:
+        if self._interrupted.is_set():
+            raise Interrupted("sim: interrupted")
 
     def close(self) -> None:
         pass
