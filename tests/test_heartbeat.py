@@ -19,7 +19,6 @@ from swarm.board import Board
 from swarm.minds.base import Interrupted, MindError
 from swarm.minds.sim import SimConfig, SimMind
 from swarm.protocol import Answer, Confidence, ThinkRequest, Thought
-from swarm.purpose import Budgets
 from swarm.trace import delete_swarm
 from swarm.worker import Worker, WorkerConfig, _Advice
 from tests.conftest import make_purpose
@@ -91,10 +90,17 @@ def start(worker: Worker) -> threading.Thread:
     return t
 
 
+def _short_lease(board: Board, lease_s: float) -> Board:
+    """A lease shorter than a purpose may ask for (5 s): what is on Redis is not checked by
+    the purpose's rules, and the heartbeat must hold at any lease; short keeps tests fast."""
+    board.client.hset(board.keys.meta, "lease_ms", int(lease_s * 1000))
+    return board
+
+
 def test_renewals_survive_read_errors_while_a_new_swarm_is_joined(real_redis: redis.Redis) -> None:
     lease_s = 2.0
-    held = replace(make_purpose(budgets=Budgets(lease_s=lease_s)), title="Held purpose")
-    first = Board.seed(real_redis, held, swarm_id=f"hb-first-{time.time_ns()}")
+    held = replace(make_purpose(), title="Held purpose")
+    first = _short_lease(Board.seed(real_redis, held, swarm_id=f"hb-first-{time.time_ns()}"), 2.0)
     mind = HoldingMind("Held purpose")
     flaky = FlakyReads(real_redis)
     worker = Worker(flaky, mind, WorkerConfig(slots=2, grace_s=0.0))
@@ -159,7 +165,7 @@ def test_stop_interrupts_a_step_and_posts_nothing(real_redis: redis.Redis) -> No
 def test_steps_longer_than_the_lease_warn_once(
     real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    board = Board.seed(real_redis, make_purpose(budgets=Budgets(lease_s=1.0)))
+    board = _short_lease(Board.seed(real_redis, make_purpose()), 1.0)
     mind = SimMind(SimConfig(branch=2, depth=1, think=1.2))
     worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))
     with caplog.at_level(logging.WARNING, logger="swarm.worker"):
@@ -224,7 +230,7 @@ class SlowMind(SimMind):
 def test_a_lease_too_short_for_the_mind_is_raised_with_a_warning(
     real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    board = Board.seed(real_redis, make_purpose(budgets=Budgets(lease_s=1.0)))
+    board = _short_lease(Board.seed(real_redis, make_purpose()), 1.0)
     mind = SlowMind(SimConfig(depth=0, think=30))
     worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, grace_s=0.0))
     with caplog.at_level(logging.WARNING, logger="swarm.worker"):
