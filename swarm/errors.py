@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import redis
 
 from swarm.board import BoardError
 from swarm.config import ConnectionFailed, EmbeddedStartFailed
 from swarm.models import ModelError
+from swarm.outage import describe, is_outage
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
 
@@ -37,5 +39,9 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
+        except redis.RedisError as exc:  # a full or unreachable Redis refused the command
+            if not is_outage(exc):
+                raise
+            raise click.ClickException(describe(exc)) from None
 
     return wrapper  # type: ignore[return-value]

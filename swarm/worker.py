@@ -34,6 +34,7 @@ from swarm.board import (
     newest_running,
 )
 from swarm.minds.base import Mind, MindError
+from swarm.outage import OutageNotice, describe, is_outage
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -51,8 +52,17 @@ log = logging.getLogger("swarm.worker")
 
 T = TypeVar("T")
 
-# Errors that mean "Redis is away for now", not "the request was wrong".
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# Errors that mean "Redis is away or refusing for now", not "the request was wrong" (a full
+# Redis, a read-only replica, a cluster moving slots...). `swarm.outage.is_outage` also knows
+# the refusals redis-py has no class for (BUSY, MISCONF, NOREPLICAS); the worker uses it.
+TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 
 class CodeRunner(Protocol):
@@ -83,6 +93,7 @@ class _Held:
     board: Board
     claim: Claim
     lost: bool = False
+    renewed: float = field(default_factory=time.monotonic)  # last renewal Redis accepted
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class Worker:
         self._finished: set[str] = set()
         self._current: str | None = None
         self._stats = _Stats()
+        self._outage = OutageNotice(log)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -178,19 +190,30 @@ class Worker:
 
     # -- redis away ---------------------------------------------------------------------
 
-    def _retry(self, fn: Callable[[], T], *, until: float | None = None) -> T | None:
-        """Call fn, waiting out Redis outages with capped exponential backoff and jitter."""
+    def _retry(
+        self, fn: Callable[[], T], *, until: float | Callable[[], float] | None = None
+    ) -> T | None:
+        """Call fn, waiting out Redis outages with capped exponential backoff and jitter.
+
+        `until` (a monotonic time, or a function giving one as it moves) bounds the wait.
+        """
         delay = 0.1
         while True:
             try:
-                return fn()
-            except TRANSIENT as exc:
-                if until is not None and time.monotonic() > until:
-                    log.warning("giving up after Redis stayed away: %s", exc)
+                found = fn()
+            except redis.RedisError as exc:
+                if not is_outage(exc):
+                    raise
+                deadline = until() if callable(until) else until
+                if deadline is not None and time.monotonic() > deadline:
+                    log.warning("giving up after Redis stayed away: %s", describe(exc))
                     return None
-                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self._outage.saw(exc)
                 time.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 5.0)
+            else:
+                self._outage.cleared()
+                return found
 
     # -- choosing a swarm ------------------------------------------------------------------
 
@@ -231,8 +254,11 @@ class Worker:
         while not self._stop.is_set():
             try:
                 progressed = self._step()
-            except TRANSIENT as exc:
-                log.warning("Redis unavailable (%s); backing off", exc)
+                self._outage.cleared()
+            except redis.RedisError as exc:
+                if not is_outage(exc):
+                    raise
+                self._outage.saw(exc)
                 progressed = None
             except NoSuchSwarm:
                 if self.config.swarm_id is not None:
@@ -294,21 +320,27 @@ class Worker:
                 log.warning("%s", exc)
             except (MindError, InvalidAction) as exc:
                 self._post_failure(board, held, f"{type(exc).__name__}: {exc}")
-            except TRANSIENT:
-                raise
             except Exception as exc:  # a mind's bug must fail the attempt, not the worker
+                if is_outage(exc):
+                    raise
                 log.exception("task %s: mind crashed", task.id)
                 self._post_failure(board, held, f"mind crashed: {type(exc).__name__}: {exc}")
             self._stats.tasks += 1
             self._stats.tokens += tokens
 
-    def _post(self, board: Board, fn: Callable[[], T]) -> T | None:
-        """Post through a Redis outage for as long as the lease could still be ours."""
-        return self._retry(fn, until=time.monotonic() + self._lease_s(board))
+    def _post(self, held: _Held, fn: Callable[[], T]) -> T | None:
+        """Post through a Redis outage for as long as the lease could still be ours.
+
+        The lease holds a lease length past its last renewal, so a Redis that refuses writes
+        but still renews leases (a full one: renew.lua may run out of memory) keeps the post
+        waiting, the task and its attempt, until it takes writes again.
+        """
+        lease_s = self._lease_s(held.board)
+        return self._retry(fn, until=lambda: held.renewed + lease_s)
 
     def _post_failure(self, board: Board, held: _Held, reason: str) -> None:
         try:
-            self._post(board, lambda: board.fail(held.claim, self.id, reason))
+            self._post(held, lambda: board.fail(held.claim, self.id, reason))
         except LeaseLost as exc:
             log.warning("%s", exc)
 
@@ -364,7 +396,7 @@ class Worker:
             if isinstance(action, Split):
                 try:
                     post = partial(board.split, claim, self.id, action.subtasks)
-                    self._post(board, partial(post, reason=action.reason, tokens=tokens))
+                    self._post(held, partial(post, reason=action.reason, tokens=tokens))
                     return tokens
                 except SplitRefused as exc:
                     log.info(
@@ -375,7 +407,7 @@ class Worker:
                     continue
             assert isinstance(action, Answer)
             done = partial(board.complete, claim, self.id, action.answer, action.confidence)
-            self._post(board, partial(done, tokens=tokens))
+            self._post(held, partial(done, tokens=tokens))
             return tokens
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
@@ -397,17 +429,21 @@ class Worker:
             if self._boards:
                 try:
                     self._beat()
-                except TRANSIENT as exc:
-                    log.warning("heartbeat: Redis unavailable (%s)", exc)
-                except Exception:
-                    log.exception("heartbeat failed")
+                except Exception as exc:
+                    if is_outage(exc):
+                        self._outage.saw(exc)
+                    else:
+                        log.exception("heartbeat failed")
             self._stop.wait(self._renew_s() if self._boards else 0.1)
 
     def _beat(self) -> None:
         with self._lock:
             held = list(self._held.values())
         for h in held:
-            if h.lost or h.board.renew(h.claim, self.id, lease_s=self._lease_s(h.board)):
+            if h.lost:
+                continue
+            if h.board.renew(h.claim, self.id, lease_s=self._lease_s(h.board)):
+                h.renewed = time.monotonic()
                 continue
             with self._lock:
                 still_held = self._held.get(h.claim.task.id) is h
