@@ -12,7 +12,7 @@ import redis
 from swarm.board import BoardError
 from swarm.config import ConnectionFailed, EmbeddedStartFailed
 from swarm.models import ModelError
-from swarm.outage import describe, is_outage
+from swarm.outage import describe, is_outage, refusal_code
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
 
@@ -39,9 +39,11 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
-        except redis.RedisError as exc:  # a full or unreachable Redis refused the command
+        except redis.RedisError as exc:  # a full, read-only or unreachable Redis
             if not is_outage(exc):
                 raise
-            raise click.ClickException(describe(exc)) from None
+            # A refused script never starts writing (swarm/scripts.py): nothing changed.
+            tail = "; nothing was changed" if refusal_code(exc) else ""
+            raise click.ClickException(describe(exc) + tail) from None
 
     return wrapper  # type: ignore[return-value]
