@@ -24,7 +24,7 @@ from _servers import Server, start_server
 CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 DB = 5
 
-WRITES_AND_WALKS_AWAY = '''
+WRITES_AND_WALKS_AWAY = """
 import subprocess, sys
 from swarm.board import Board
 from conftest import make_purpose
@@ -39,7 +39,7 @@ def test_a_swarm_process_seeds_and_forgets(redis_url):
 
 def test_fakeredis_too(client):
     Board.seed(client, make_purpose())
-'''
+"""
 
 LEAKS_FROM_A_SESSION_FIXTURE = """
 import pytest, redis
