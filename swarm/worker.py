@@ -332,8 +332,8 @@ class Worker:
         """Post through a Redis outage for as long as the lease could still be ours.
 
         The lease holds a lease length past its last renewal, so a Redis that refuses writes
-        but still renews leases (a full one: renew.lua may run out of memory) keeps the post
-        waiting, the task and its attempt, until it takes writes again.
+        but still renews leases (a full one: renew.lua is allowed to run out of memory) keeps
+        the post waiting, with the task and its attempt, until it takes writes again.
         """
         lease_s = self._lease_s(held.board)
         return self._retry(fn, until=lambda: held.renewed + lease_s)
