@@ -6,6 +6,7 @@ nobody or keep it busy without touching anyone else's data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -235,15 +236,26 @@ def test_server_refusals_are_outages_and_request_errors_are_not(client: redis.Re
 
     # BUSY: a script that runs past busy-reply-threshold blocks everyone else.
     client.config_set("busy-reply-threshold", 100)
-    slow = threading.Thread(
-        target=lambda: redis.Redis(port=client.connection_pool.connection_kwargs["port"]).eval(
-            "local t = redis.call('TIME')[1] + 1 while tonumber(redis.call('TIME')[1]) < t do end",
-            0,
+    port = client.connection_pool.connection_kwargs["port"]
+
+    def spin() -> None:
+        busy = (
+            "local t = redis.call('TIME')[1] + 3 while tonumber(redis.call('TIME')[1]) < t do end"
         )
-    )
+        with contextlib.suppress(redis.ResponseError):  # SCRIPT KILL ends it below
+            redis.Redis(port=port).eval(busy, 0)
+
+    slow = threading.Thread(target=spin)
     slow.start()
-    time.sleep(0.3)
-    capture("BUSY", lambda: client.get("k"))
+    deadline = time.monotonic() + 5
+    while "BUSY" not in errors:
+        try:
+            client.get("k")
+        except redis.ResponseError as exc:
+            errors["BUSY"] = exc
+        assert time.monotonic() < deadline, "the script never made the server busy"
+        time.sleep(0.02)
+    client.script_kill()
     slow.join(5)
     # READONLY and MASTERDOWN: a replica of a primary that is not there.
     client.config_set("replica-serve-stale-data", "yes")
