@@ -223,6 +223,45 @@ def test_seed_and_inject_into_a_full_redis_are_one_line_and_write_nothing(
         assert snapshot(client) == before
 
 
+@contextlib.contextmanager
+def busy(client: redis.Redis, seconds: int = 15) -> Iterator[None]:
+    """The server runs a long script (past busy-reply-threshold) until the block ends."""
+    client.config_set("busy-reply-threshold", 100)
+    port = client.connection_pool.connection_kwargs["port"]
+    spin = f"local t = redis.call('TIME')[1] + {seconds} "
+    spin += "while tonumber(redis.call('TIME')[1]) < t do end"
+
+    def run() -> None:
+        with contextlib.suppress(redis.ResponseError):  # SCRIPT KILL ends it
+            redis.Redis(port=port).eval(spin, 0)
+
+    slow = threading.Thread(target=run)
+    slow.start()
+    deadline = time.monotonic() + 5
+    try:
+        while True:
+            try:
+                client.ping()
+            except redis.ResponseError as exc:
+                if "BUSY" in str(exc):
+                    break
+            assert time.monotonic() < deadline, "the script never made the server busy"
+            time.sleep(0.02)
+        yield
+    finally:
+        with contextlib.suppress(redis.ResponseError):
+            client.script_kill()
+        slow.join(10)
+
+
+def test_commands_on_a_busy_server_are_one_line(client: redis.Redis, server: Server) -> None:
+    board = Board.seed(client, make_purpose())
+    with busy(client):
+        for args in (("status",), ("watch", "--once"), ("pause",)):
+            line = _one_line(_swarm(*args, "--swarm", board.id, "--redis", server.url))
+            assert "busy running a" in line, line  # (refused at connect, or mid-command)
+
+
 # -- which refusals are outages --------------------------------------------------------------
 
 
@@ -235,28 +274,8 @@ def test_server_refusals_are_outages_and_request_errors_are_not(client: redis.Re
         errors[code] = info.value
 
     # BUSY: a script that runs past busy-reply-threshold blocks everyone else.
-    client.config_set("busy-reply-threshold", 100)
-    port = client.connection_pool.connection_kwargs["port"]
-
-    def spin() -> None:
-        busy = (
-            "local t = redis.call('TIME')[1] + 3 while tonumber(redis.call('TIME')[1]) < t do end"
-        )
-        with contextlib.suppress(redis.ResponseError):  # SCRIPT KILL ends it below
-            redis.Redis(port=port).eval(busy, 0)
-
-    slow = threading.Thread(target=spin)
-    slow.start()
-    deadline = time.monotonic() + 5
-    while "BUSY" not in errors:
-        try:
-            client.get("k")
-        except redis.ResponseError as exc:
-            errors["BUSY"] = exc
-        assert time.monotonic() < deadline, "the script never made the server busy"
-        time.sleep(0.02)
-    client.script_kill()
-    slow.join(5)
+    with busy(client):
+        capture("BUSY", lambda: client.get("k"))
     # READONLY and MASTERDOWN: a replica of a primary that is not there.
     client.config_set("replica-serve-stale-data", "yes")
     client.replicaof("127.0.0.1", "1")
