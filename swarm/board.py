@@ -17,13 +17,14 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import redis
+import redis.cluster
 
 from swarm import keys
 from swarm.keys import SwarmKeys
 from swarm.pheromone import MAX_LEVEL, decay_rate, level
 from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import check_ranges
-from swarm.scripts import scripts_for
+from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
 from swarm.task import Kind, State, SwarmState, Task
 
 if TYPE_CHECKING:
@@ -139,6 +140,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24] or "swarm"
 
 
+def new_request_id() -> str:
+    """Names one control write, so a resent copy of it is recognised (swarm/lua/_lib.lua)."""
+    return secrets.token_hex(8)
+
+
+def _is_cluster(client: Any) -> bool:
+    return isinstance(client, redis.cluster.RedisCluster)
+
+
 def new_swarm_id(name: str = "") -> str:
     """A readable, unique id; never contains braces, so the hash tag stays intact."""
     return f"{_slug(name)}-{secrets.token_hex(3)}"
@@ -207,13 +217,27 @@ class Board:
     def now_ms(self, now: float | None = None) -> int:
         return int((self.clock() if now is None else now) * 1000)
 
-    def _run(self, name: str, *args: Any) -> Any:
+    def _run(self, name: str, *args: Any, more_keys: Sequence[str] = ()) -> Any:
+        keys = [*self._script_keys, *more_keys]
         try:
-            return self._scripts[name](keys=self._script_keys, args=list(args))
+            return self._scripts[name](keys=keys, args=list(args))
         except redis.ResponseError as exc:
             if "NOSWARM" in str(exc):
                 raise NoSuchSwarm(f"no swarm {self.id!r} on this Redis") from None
+            if shebang_unsupported(exc):  # nothing ran: the script did not compile
+                self._scripts = scripts_without_flags(self.client)
+                return self._run(name, *args, more_keys=more_keys)
             raise
+
+    def _run_once(self, name: str, request: str | None, *args: Any) -> Any:
+        """A control write that applies once, however often redis-py resends it.
+
+        A stall past the socket timeout or a dropped connection makes redis-py send the same
+        EVALSHA again; the request id (last in ARGV) lets the script answer a resend with
+        the first reply instead of applying it twice.
+        """
+        rid = request or new_request_id()
+        return self._run(name, *args, rid, more_keys=(self.keys.requests, self.keys.requests_until))
 
     # -- creating ----------------------------------------------------------------------
 
@@ -226,25 +250,32 @@ class Board:
         swarm_id: str | None = None,
         clock: Clock = time.time,
         rng: random.Random | None = None,
+        request: str | None = None,
     ) -> Board:
-        """Put a purpose on the blackboard: meta, root task, the purpose's listed tasks."""
+        """Put a purpose on the blackboard: meta, root task, the purpose's listed tasks.
+
+        One script writes the swarm and its index entry, so `ls` shows every swarm there is;
+        on a Redis Cluster the index lives in another slot and is written just after.
+        """
         check_ranges(purpose)  # a number out of range would fail half-way through the write
         board = cls(client, swarm_id or new_swarm_id(purpose.name), clock=clock, rng=rng)
         now = board.now_ms()
         meta = _meta_fields(board.id, purpose, now)
-        args: list[Any] = [now, len(meta)]
+        args: list[Any] = [now, request or new_request_id(), len(meta)]
         for field, value in meta.items():
             args += [field, value]
         args += [purpose.title, purpose.text, len(purpose.tasks)]
         for task in purpose.tasks:
             args += [task.title, task.detail, ",".join(task.tags)]
+        cluster = _is_cluster(client)
         try:
-            board._run("seed", *args)
+            board._run("seed", *args, more_keys=() if cluster else (keys.INDEX,))
         except redis.ResponseError as exc:
             if "EXISTS" in str(exc):
                 raise BoardError(f"swarm {board.id!r} already exists") from None
             raise
-        client.zadd(keys.INDEX, {board.id: now})
+        if cluster:
+            client.zadd(keys.INDEX, {board.id: now})
         return board
 
     # -- the worker's operations ---------------------------------------------------------
@@ -372,25 +403,41 @@ class Board:
     # -- a person's operations -------------------------------------------------------------
 
     def cancel(
-        self, task_id: str | None, who: str, *, reason: str = "cancelled", now: float | None = None
+        self,
+        task_id: str | None,
+        who: str,
+        *,
+        reason: str = "cancelled",
+        now: float | None = None,
+        request: str | None = None,
     ) -> int:
         """Cancel a task and its subtree, or the whole swarm (task_id None). Returns the count."""
         n = int(
-            self._run("cancel", task_id or "", who, self.now_ms(now), reason, CANCEL_WALK_LIMIT)
+            self._run_once(
+                "cancel", request, task_id or "", who, self.now_ms(now), reason, CANCEL_WALK_LIMIT
+            )
         )
         if n < 0:
             raise BoardError(f"no task {task_id!r} in swarm {self.id!r}")
         return n
 
-    def boost(self, task_id: str, amount: float, who: str, *, now: float | None = None) -> bool:
+    def boost(
+        self,
+        task_id: str,
+        amount: float,
+        who: str,
+        *,
+        now: float | None = None,
+        request: str | None = None,
+    ) -> bool:
         check_boost(amount)
-        return bool(self._run("boost", task_id, repr(amount), who, self.now_ms(now)))
+        return bool(self._run_once("boost", request, task_id, repr(amount), who, self.now_ms(now)))
 
-    def pause(self, who: str, *, now: float | None = None) -> bool:
-        return bool(self._run("pause", who, self.now_ms(now)))
+    def pause(self, who: str, *, now: float | None = None, request: str | None = None) -> bool:
+        return bool(self._run_once("pause", request, who, self.now_ms(now)))
 
-    def resume(self, who: str, *, now: float | None = None) -> bool:
-        return bool(self._run("resume", who, self.now_ms(now)))
+    def resume(self, who: str, *, now: float | None = None, request: str | None = None) -> bool:
+        return bool(self._run_once("resume", request, who, self.now_ms(now)))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -504,14 +551,15 @@ class Board:
         detail: str = "",
         tags: Sequence[str] = (),
         now: float | None = None,
+        request: str | None = None,
     ) -> str:
         """Add an open task under a waiting parent (swarm/lua/inject.lua); returns its id.
 
         Raises BoardError with the reason when the swarm or the parent cannot take it.
         """
         title, clean_tags = _checked_injection(title, detail, tags)
-        reply = self._run(
-            "inject", parent, title, detail, ",".join(clean_tags), who, self.now_ms(now)
+        reply = self._run_once(
+            "inject", request, parent, title, detail, ",".join(clean_tags), who, self.now_ms(now)
         )
         if reply[0] != "ok":
             raise BoardError(f"cannot inject into swarm {self.id}: {reply[1]}")

@@ -7,12 +7,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import redis
 
 from swarm.board import BoardError
 from swarm.config import ConnectionFailed, EmbeddedStartFailed
 from swarm.display import safe_line
 from swarm.keys import InvalidSwarmId, check_swarm_id
 from swarm.models import ModelError
+from swarm.outage import describe, is_outage, refusal_code
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
 
@@ -62,5 +64,11 @@ def user_errors(fn: F) -> F:
             raise one_line(exc) from None  # it may quote a task id or other input
         except USER_ERRORS as exc:
             raise one_line(exc) from None
+        except redis.RedisError as exc:  # a full, read-only or unreachable Redis
+            if not is_outage(exc):
+                raise
+            # A refused script never starts writing (swarm/scripts.py): nothing changed.
+            tail = "; nothing was changed" if refusal_code(exc) else ""
+            raise click.ClickException(safe_line(describe(exc) + tail)) from None
 
     return wrapper  # type: ignore[return-value]

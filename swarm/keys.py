@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-INDEX = "swarm:index"  # zset: swarm id -> created (ms); not tagged, single-key commands only
+# zset: swarm id -> created (ms). Not tagged: seed.lua writes it with the swarm on one server;
+# on a Redis Cluster it lives in another slot and only single-key commands reach it.
+INDEX = "swarm:index"
 
 # The RQ queue of code jobs (RQ prefixes it with `rq:queue:`; it may live on another Redis).
 EXEC_QUEUE = "swarm-exec"
@@ -88,6 +90,16 @@ class SwarmKeys:
     @property
     def events(self) -> str:
         return self.prefix + "events"
+
+    @property
+    def requests(self) -> str:
+        """hash: control request id -> its first reply (a resent request is not applied again)"""
+        return self.prefix + "requests"
+
+    @property
+    def requests_until(self) -> str:
+        """zset: control request id -> kept until (ms); expired ids are dropped"""
+        return self.prefix + "requests:until"
 
     @property
     def task_prefix(self) -> str:

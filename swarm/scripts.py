@@ -1,4 +1,11 @@
-"""The Lua scripts of `swarm/lua/`, loaded once from package data and registered once per client."""
+"""The Lua scripts of `swarm/lua/`, loaded once from package data and registered once per client.
+
+Each script starts with a Redis 7 shebang naming its flags. A plain `#!lua` script may write,
+so a full Redis (maxmemory under noeviction) refuses it before it runs, never half-way;
+`allow-oom` marks the ones that must run even then (renewing a lease, giving a task back,
+which take no memory to speak of) and `no-writes` the read-only ones. Servers that do not
+read shebangs (fakeredis, Redis 6) get the same scripts without that line.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +36,15 @@ _registered: weakref.WeakKeyDictionary[Any, dict[str, Script]] = weakref.WeakKey
 
 
 @cache
-def source(name: str) -> str:
-    """A script's full source: the shared prelude, then the operation itself."""
+def source(name: str, *, flags: bool = True) -> str:
+    """A script's full source: its shebang (when `flags`), the shared prelude, the operation."""
     lua = resources.files("swarm") / "lua"
-    return (lua / "_lib.lua").read_text("utf-8") + "\n" + (lua / f"{name}.lua").read_text("utf-8")
+    body = (lua / f"{name}.lua").read_text("utf-8")
+    shebang, _, rest = body.partition("\n")
+    if not shebang.startswith("#!lua"):
+        raise ValueError(f"swarm/lua/{name}.lua must start with its #!lua shebang")
+    prelude = (lua / "_lib.lua").read_text("utf-8")
+    return (shebang + "\n" if flags else "") + prelude + "\n" + rest
 
 
 def scripts_for(client: Any) -> dict[str, Script]:
@@ -41,4 +53,16 @@ def scripts_for(client: Any) -> dict[str, Script]:
     if found is None:
         found = {name: client.register_script(source(name)) for name in NAMES}
         _registered[client] = found
+    return found
+
+
+def shebang_unsupported(exc: Exception) -> bool:
+    """The server could not compile a script because it does not read its shebang line."""
+    return "near '#'" in str(exc)
+
+
+def scripts_without_flags(client: Any) -> dict[str, Script]:
+    """The client's scripts re-registered without shebangs, for a server that rejects them."""
+    found = {name: client.register_script(source(name, flags=False)) for name in NAMES}
+    _registered[client] = found
     return found

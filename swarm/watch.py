@@ -27,6 +27,7 @@ from swarm.board import NoSuchSwarm, list_swarms, stale_s
 from swarm.display import safe_line
 from swarm.errors import checked_swarm_id
 from swarm.keys import SwarmKeys
+from swarm.outage import describe, is_outage
 from swarm.pheromone import level
 
 # -- what one frame reads ----------------------------------------------------------------------
@@ -881,8 +882,10 @@ def live(client: Any, swarm_id: str | None, refresh: float, console: Console) ->
             started = time.monotonic()
             try:
                 view.update(_frame(client, swarm_id, state, console), refresh=True)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                view.update(message(f"Redis unavailable ({exc}); retrying", "red"), refresh=True)
+            except redis.RedisError as exc:  # away, loading, busy with a script...
+                if not is_outage(exc):
+                    raise
+                view.update(message(f"{describe(exc)}; retrying", "red"), refresh=True)
             time.sleep(max(period - (time.monotonic() - started), 0.05))
 
 
@@ -919,6 +922,10 @@ def watch(
         live(client, swarm_id, refresh, Console())
     except USER_ERRORS as exc:
         raise one_line(exc) from None
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise
+        raise click.ClickException(safe_line(describe(exc))) from None
     except KeyboardInterrupt:
         pass  # Live has restored the screen and the cursor on its way out
 

@@ -35,6 +35,7 @@ from swarm.board import (
 )
 from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import TURNS, Interrupted, Mind, MindError
+from swarm.outage import OutageNotice, describe, is_outage
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -52,8 +53,17 @@ log = logging.getLogger("swarm.worker")
 
 T = TypeVar("T")
 
-# Errors that mean "Redis is away for now", not "the request was wrong".
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# Errors that mean "Redis is away or refusing for now", not "the request was wrong" (a full
+# Redis, a read-only replica, a cluster moving slots...). `swarm.outage.is_outage` also knows
+# the refusals redis-py has no class for (BUSY, MISCONF, NOREPLICAS); the worker uses it.
+TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 DEFAULT_LEASE_S = 60.0  # the heartbeat's pace before any swarm's lease is known
 BEAT_RETRY_S = 0.5  # after an unexpected heartbeat error, the next try
@@ -278,6 +288,7 @@ class Worker:
         self._advice = _Advice(config.slots)
         self._stats = _Stats()
         self._stats_lock = threading.Lock()
+        self._outage = OutageNotice(log)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -335,21 +346,32 @@ class Worker:
 
     # -- redis away ---------------------------------------------------------------------
 
-    def _retry(self, fn: Callable[[], T], *, until: float | None = None) -> T | None:
-        """Call fn, waiting out Redis outages with capped exponential backoff and jitter."""
+    def _retry(
+        self, fn: Callable[[], T], *, until: float | Callable[[], float] | None = None
+    ) -> T | None:
+        """Call fn, waiting out Redis outages with capped exponential backoff and jitter.
+
+        `until` (a monotonic time, or a function giving one as it moves) bounds the wait.
+        """
         delay = 0.1
         while True:
             try:
                 with TURNS.first():  # a post or a release need not wait out a model call
-                    return fn()
-            except TRANSIENT as exc:
+                    found = fn()
+            except redis.RedisError as exc:
+                if not is_outage(exc):
+                    raise
                 self.metrics.redis_error()
-                if until is not None and time.monotonic() > until:
-                    log.warning("giving up after Redis stayed away: %s", exc)
+                deadline = until() if callable(until) else until
+                if deadline is not None and time.monotonic() > deadline:
+                    log.warning("giving up after Redis stayed away: %s", describe(exc))
                     return None
-                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self._outage.saw(exc)
                 time.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 5.0)
+            else:
+                self._outage.cleared()
+                return found
 
     # -- choosing a swarm ------------------------------------------------------------------
 
@@ -395,9 +417,12 @@ class Worker:
         while not self._stop.is_set():
             try:
                 progressed = self._step()
-            except TRANSIENT as exc:
+                self._outage.cleared()
+            except redis.RedisError as exc:
+                if not is_outage(exc):
+                    raise
                 self.metrics.redis_error()
-                log.warning("Redis unavailable (%s); backing off", exc)
+                self._outage.saw(exc)
                 progressed = None
             except NoSuchSwarm:
                 if self.config.swarm_id is not None:
@@ -465,22 +490,28 @@ class Worker:
                 log.warning("%s", exc)
             except (MindError, InvalidAction) as exc:
                 self._post_failure(board, held, f"{type(exc).__name__}: {exc}")
-            except TRANSIENT:
-                raise
             except Exception as exc:  # a mind's bug must fail the attempt, not the worker
+                if is_outage(exc):
+                    raise
                 log.exception("task %s: mind crashed", task.id)
                 self._post_failure(board, held, f"mind crashed: {type(exc).__name__}: {exc}")
             with self._stats_lock:
                 self._stats.tasks += 1
                 self._stats.tokens += tokens
 
-    def _post(self, board: Board, fn: Callable[[], T]) -> T | None:
-        """Post through a Redis outage for as long as the lease could still be ours."""
-        return self._retry(fn, until=time.monotonic() + self._lease_s(board))
+    def _post(self, held: _Held, fn: Callable[[], T]) -> T | None:
+        """Post through a Redis outage for as long as the lease could still be ours.
+
+        The lease holds a lease length past its last renewal, so a Redis that refuses writes
+        but still renews leases (a full one: renew.lua is allowed to run out of memory) keeps
+        the post waiting, with the task and its attempt, until it takes writes again.
+        """
+        lease_s = self._lease_s(held.board)
+        return self._retry(fn, until=lambda: held.renewed + lease_s)
 
     def _post_failure(self, board: Board, held: _Held, reason: str) -> None:
         try:
-            self._post(board, lambda: board.fail(held.claim, self.id, reason))
+            self._post(held, lambda: board.fail(held.claim, self.id, reason))
         except LeaseLost as exc:
             log.warning("%s", exc)
 
@@ -540,7 +571,7 @@ class Worker:
             if isinstance(action, Split):
                 try:
                     post = partial(board.split, claim, self.id, action.subtasks)
-                    self._post(board, partial(post, reason=action.reason, tokens=tokens))
+                    self._post(held, partial(post, reason=action.reason, tokens=tokens))
                     return tokens
                 except SplitRefused as exc:
                     log.info(
@@ -551,7 +582,7 @@ class Worker:
                     continue
             assert isinstance(action, Answer)
             done = partial(board.complete, claim, self.id, action.answer, action.confidence)
-            self._post(board, partial(done, tokens=tokens))
+            self._post(held, partial(done, tokens=tokens))
             return tokens
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
@@ -596,12 +627,12 @@ class Worker:
                 with TURNS.first():  # the model waits for this beat between two native calls
                     self._beat()
                 self._due = began + self._renew_s()  # a beat's length does not delay the next
-            except TRANSIENT as exc:
-                self.metrics.redis_error()
-                log.warning("heartbeat: Redis unavailable (%s)", exc)
-                self._due = time.monotonic() + BEAT_RETRY_S
             except Exception as exc:  # see the docstring
-                log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
+                if is_outage(exc):
+                    self.metrics.redis_error()
+                    self._outage.saw(exc)
+                else:
+                    log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
                 self._due = time.monotonic() + BEAT_RETRY_S
             finally:
                 TURNS.beaten()

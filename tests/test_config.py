@@ -29,24 +29,10 @@ SECRET = "hunter2-secret"
 ALICE_PW = "alice-pw-42"
 
 
-def _reachable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def plain_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's Redis on 6379 when there is one, else an embedded Valkey."""
-    if _reachable(6379):
-        yield "redis://127.0.0.1:6379"
-        return
-    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("plain"))
-    server.start()
-    yield server.connection_url
-    server.stop()
+@pytest.fixture
+def plain_url(redis_url: str) -> str:
+    """The suite's own database (tests/conftest.py), never db 0 of the machine's Redis."""
+    return redis_url
 
 
 @pytest.fixture(scope="module")
@@ -278,8 +264,9 @@ def test_not_redis_protocol() -> None:
 
 
 def test_forced_cluster_on_standalone(plain_url: str) -> None:
+    server = plain_url.rsplit("/", 1)[0]  # a cluster has only db 0; nothing is written there
     with pytest.raises(ConnectionFailed, match="not a Redis Cluster"):
-        connect(RedisSettings(plain_url), cluster=True)
+        connect(RedisSettings(server), cluster=True)
 
 
 # ---------------------------------------------------------------- settings

@@ -114,6 +114,8 @@ def test_rm_refuses_a_running_swarm_unless_forced(
     other = Board.seed(real_redis, make_purpose(tasks=("x",)))
     boards += [board, other]
     board.heartbeat("w1", {"host": "h"}, ttl_s=60)
+    board.inject("c", "person:ann")  # a control write leaves its request id behind
+    assert real_redis.exists(board.keys.requests, board.keys.requests_until) == 2
     runner = CliRunner()
     refused = runner.invoke(cli, ["rm", board.id, "--redis", redis_url])
     assert refused.exit_code == 1 and "is running" in refused.output and "--force" in refused.output

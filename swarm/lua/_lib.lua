@@ -1,6 +1,7 @@
 -- Shared prelude, prepended to every script when it is registered (swarm/board.py).
 --
--- Every script of a swarm takes the same eight KEYS, all under the swarm's hash tag:
+-- Every script of a swarm takes the same eight KEYS, all under the swarm's hash tag (control
+-- writes take two more, see `remember` below; seed may take the index):
 --   KEYS[1] = swarm:{id}:meta      hash: purpose, state, budgets, tuning, counters
 --   KEYS[2] = swarm:{id}:open      zset: open task ids by forward-decayed log pheromone
 --   KEYS[3] = swarm:{id}:traits    hash: open task id -> "kind|priority|depth|created|tags"
@@ -144,6 +145,13 @@ local function holds(tid, fence, worker)
   return t[1] == 'claimed' and t[2] == fence and t[3] == worker
 end
 
+-- A resent post (redis-py lost the reply of the first) finds the task already moved to
+-- `state` under this fence and owner: it answers as the first did instead of 'lost'.
+local function posted(tid, fence, worker, state)
+  local t = redis.call('HMGET', TASK .. tid, 'state', 'fence', 'owner')
+  return t[1] == state and t[2] == fence and t[3] == worker
+end
+
 -- What a mind is shown with a task: its ancestors' titles and details, its finished
 -- siblings' results and, for a synthesis step, every child's outcome. O(depth + children).
 local function read_context(tid)
@@ -189,4 +197,27 @@ local function charge_tokens(tid, tokens)
     redis.call('HINCRBY', META, 'tokens', tokens)
     redis.call('HINCRBY', TASK .. tid, 'tokens', tokens)
   end
+end
+
+-- Control writes apply once. redis-py resends a command whose reply it lost (a stall past
+-- its socket timeout, a dropped connection), so each control write carries a request id:
+-- KEYS[9] = swarm:{id}:requests (hash: request id -> first reply) and KEYS[10] =
+-- swarm:{id}:requests:until (zset: request id -> kept until, ms on the swarm's clock). A
+-- resent request finds its first reply and changes nothing; ids are kept ten minutes, far
+-- past redis-py's retries, and the expired ones are dropped by the next control write.
+local REQUEST_KEEP_MS = 600000
+
+local function replayed(rid)
+  return redis.call('HGET', KEYS[9], rid)
+end
+
+local function remember(rid, now, reply)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now, 'LIMIT', 0, 64)
+  if #expired > 0 then
+    redis.call('HDEL', KEYS[9], unpack(expired))
+    redis.call('ZREM', KEYS[10], unpack(expired))
+  end
+  redis.call('HSET', KEYS[9], rid, reply)
+  redis.call('ZADD', KEYS[10], now + REQUEST_KEEP_MS, rid)
+  return reply
 end

@@ -1,15 +1,20 @@
+#!lua
 -- cancel: a person stops a task and everything under it, or the whole swarm.
--- KEYS: the standard eight (_lib.lua)
+-- KEYS: the standard eight, then requests and requests:until (_lib.lua)
 -- ARGV[1] = task id ('' for the whole swarm), ARGV[2] = who, ARGV[3] = now (ms)
 -- ARGV[4] = reason, ARGV[5] = most tasks visited (bounds the walk of a huge subtree)
+-- ARGV[6] = request id (a resent request is not applied again: it returns its first count)
 -- Returns the number of tasks cancelled, or -1 when the task does not exist.
-local tid, who, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
+local tid, who, now, limit, rid = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NOSWARM no such swarm') end
+local first = replayed(rid)
+if first then return tonumber(first) end
 if tid == '' or tid == '0' then
   if state == 'done' or state == 'cancelled' then return 0 end
   redis.call('HSET', META, 'state', 'cancelled', 'outcome', 'cancelled', 'finished', now)
   emit(now, 'cancelled', '', who, 'reason', ARGV[4])
+  remember(rid, now, '1')
   return 1
 end
 if redis.call('EXISTS', TASK .. tid) == 0 then return -1 end
@@ -26,5 +31,6 @@ end
 if count > 0 then
   emit(now, 'cancelled', tid, who, 'reason', ARGV[4], 'count', count)
   settle(tid, now, who)
+  remember(rid, now, tostring(count))
 end
 return count

@@ -1,3 +1,4 @@
+#!lua
 -- claim: reap expired leases, then pick one open task by the ant-colony rule and lease it.
 -- KEYS: the standard eight (_lib.lua): meta, open, traits, leases, fence, events, task:, children:
 -- ARGV[1] = worker id

@@ -1,3 +1,4 @@
+#!lua
 -- fail: a step could not be done; the task is retried with lowered pheromone, or dies
 -- after max_attempts (a dead child does not block its parent).
 -- KEYS: the standard eight (_lib.lua)

@@ -1,7 +1,10 @@
+#!lua
 -- inject: a person adds a task under a parent that is waiting on its children.
--- KEYS: the standard eight (_lib.lua); uses meta, open, traits, events, task:, children:
+-- KEYS: the standard eight, then requests and requests:until (_lib.lua); uses meta, open,
+--       traits, events, task:, children:
 -- ARGV[1] = parent task id, ARGV[2] = title, ARGV[3] = detail, ARGV[4] = tags (comma-separated)
--- ARGV[5] = who, ARGV[6] = now (ms)
+-- ARGV[5] = who, ARGV[6] = now (ms), ARGV[7] = request id (a resent request returns the task
+--           it made the first time and makes no other)
 -- Returns {'ok', new task id} or {'refused', why}; nothing changes when refused.
 --
 -- Only a waiting parent takes a new child: its pending count grows by one, so it synthesises
@@ -10,10 +13,12 @@
 -- gathered its children, so both are refused with the reason. max_children bounds what a
 -- mind may split into, not what a person adds; the task budget binds everyone.
 local parent, title, detail, tags = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local who, now = ARGV[5], tonumber(ARGV[6])
+local who, now, rid = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 
 local swarm_state = redis.call('HGET', META, 'state')
 if not swarm_state then return redis.error_reply('NOSWARM no such swarm') end
+local made = replayed(rid)
+if made then return {'ok', made} end
 if swarm_state == 'done' or swarm_state == 'cancelled' then
   return {'refused', 'the swarm is ' .. swarm_state}
 end
@@ -56,4 +61,5 @@ redis.call('HINCRBY', META, 'tasks', 1)
 redis.call('HINCRBY', META, 'n_open', 1)
 put_open(child, deposit_score(meta_num('initial', 1), now))
 emit(now, 'injected', child, who, 'parent', parent, 'title', title)
+remember(rid, now, child)
 return {'ok', child}

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- release: give a claimed task back untouched (a worker shutting down); no attempt is spent.
 -- KEYS: the standard eight (_lib.lua)
 -- ARGV[1] = task id, ARGV[2] = fence, ARGV[3] = worker id, ARGV[4] = now (ms)

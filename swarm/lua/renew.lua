@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- renew: extend the lease of a task this worker still holds.
 -- KEYS: the standard eight (_lib.lua); uses meta, leases, events, task:
 -- ARGV[1] = task id, ARGV[2] = fence, ARGV[3] = worker id, ARGV[4] = now (ms), ARGV[5] = lease (ms)

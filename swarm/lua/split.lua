@@ -1,12 +1,19 @@
+#!lua
 -- split: turn a claimed task into a waiting parent of new open subtasks, within budgets.
 -- KEYS: the standard eight (_lib.lua)
 -- ARGV[1] = task id, ARGV[2] = fence, ARGV[3] = worker id, ARGV[4] = now (ms)
 -- ARGV[5] = tokens spent on this step, ARGV[6] = reason, ARGV[7] = n (number of children)
 -- ARGV[8 + 3i], ARGV[9 + 3i], ARGV[10 + 3i] = title, detail, tags (comma-separated) of child i
--- Returns {'ok', child ids...} | {'lost'} | {'refused', why} (the task stays claimed)
+-- Returns {'ok', child ids...} | {'lost'} | {'refused', why} (the task stays claimed);
+-- a resent split returns the children the first one made and makes no others.
 local tid, fence, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local tokens, n = tonumber(ARGV[5]), tonumber(ARGV[7])
-if not holds(tid, fence, worker) then return {'lost'} end
+if not holds(tid, fence, worker) then
+  if posted(tid, fence, worker, 'waiting') then
+    return {'ok', unpack(redis.call('LRANGE', CHILDREN .. tid, 0, -1))}
+  end
+  return {'lost'}
+end
 
 local depth = tonumber(redis.call('HGET', TASK .. tid, 'depth'))
 local path = redis.call('HGET', TASK .. tid, 'path')
