@@ -111,18 +111,18 @@ def test_readers_survive_a_huge_score_already_stored(
 def test_lua_refuses_what_python_would_have(amount: str, seed: Any, clock: FakeClock) -> None:
     board = seed(tasks=("a", "b"))
     before = board.client.zrange(board.keys.open, 0, -1, withscores=True)
-    assert board._run("boost", "1", amount, "person:x", board.now_ms()) == 0
+    assert board._run_once("boost", None, "1", amount, "person:x", board.now_ms()) == 0
     assert board.client.zrange(board.keys.open, 0, -1, withscores=True) == before
 
 
 def test_lua_caps_a_huge_deposit(seed: Any, clock: FakeClock) -> None:
     board = seed(tasks=("a", "b"))
     for _ in range(5):
-        assert board._run("boost", "1", "1e308", "person:x", board.now_ms()) == 1
+        assert board._run_once("boost", None, "1", "1e308", "person:x", board.now_ms()) == 1
     assert math.isfinite(board.client.zscore(board.keys.open, "1"))
     assert MAX_LEVEL * 0.999 <= current_level(board, "1") <= MAX_LEVEL * 1.0001
     clock.advance(1.0)  # a later boost still cannot push it past the cap
-    assert board._run("boost", "1", "1e12", "person:x", board.now_ms()) == 1
+    assert board._run_once("boost", None, "1", "1e12", "person:x", board.now_ms()) == 1
     assert current_level(board, "1") <= MAX_LEVEL * 1.0001
 
 

@@ -150,8 +150,9 @@ def test_a_full_redis_holds_the_work_and_the_swarm_ends_with_nothing_lost(
     client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     # One attempt and a one-second lease: any attempt burned or lease lost kills a task.
-    budgets = Budgets(max_attempts=1, lease_s=1.0)
+    budgets = Budgets(max_attempts=1)
     board = Board.seed(client, make_purpose(tasks=("a", "b", "c"), budgets=budgets))
+    client.hset(board.keys.meta, "lease_ms", 1000)  # shorter than a purpose may ask for
     mind = GatedMind(SimMind(SimConfig(branch=2, depth=2)))
     worker = Worker(client, mind, WorkerConfig(swarm_id=board.id, burst=True, slots=2))
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
