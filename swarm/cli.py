@@ -12,9 +12,8 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
 
-from swarm import __version__
+from swarm import __version__, logs
 from swarm.board import Board, list_swarms
 from swarm.config import (
     RedisSettings,
@@ -71,12 +70,10 @@ def _board(client: Any, swarm_id: str | None) -> Board:
 
 
 def _logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-    )
+    try:
+        logs.setup(verbose)
+    except logs.LogSetupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,6 +117,12 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     type=click.FloatRange(0, None),
     help="After SIGTERM, seconds held tasks may finish before they are released.",
 )
+@click.option(
+    "--wait-for-model",
+    is_flag=True,
+    envvar="SWARM_WAIT_FOR_MODEL",
+    help="With no model yet, say so once and wait for one instead of exiting.",
+)
 @click.option("-v", "--verbose", count=True)
 @user_errors
 def worker(
@@ -134,16 +137,22 @@ def worker(
     name: str,
     no_code: bool,
     grace: float,
+    wait_for_model: bool,
     verbose: int,
 ) -> None:
     """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
-    from swarm.minds import make_mind
+    from swarm.minds import make_mind, make_mind_waiting
     from swarm.worker import Worker, WorkerConfig
 
     _logging(verbose)
     settings = _settings(redis_url)
     client = connect(settings)
-    the_mind = make_mind(mind, model=model or os.environ.get("SWARM_MODEL"), slots=slots)
+    model = model or os.environ.get("SWARM_MODEL")
+    if wait_for_model:
+        say = logging.getLogger("swarm.worker").warning
+        the_mind = make_mind_waiting(mind, model=model, slots=slots, say=say)
+    else:
+        the_mind = make_mind(mind, model=model, slots=slots)
     config = WorkerConfig(
         swarm_id=swarm_id,
         slots=slots,
@@ -303,6 +312,7 @@ def _register_families() -> None:
         ("swarm.minds.commands", ("model",)),
         ("swarm.watch", ("watch",)),
         ("swarm.trace", ("export", "rm", "inject")),
+        ("swarm.health", ("health",)),
     ):
         mod = importlib.import_module(module)
         for name in names:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import redis
 
 from swarm.board import BoardError
 from swarm.config import ConnectionFailed, EmbeddedStartFailed
@@ -37,5 +38,8 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
+        except redis.exceptions.NoPermissionError as exc:
+            # An ACL user doing what its role may not (the read-only user pausing a swarm).
+            raise click.ClickException(f"Redis refused it: {exc}") from None
 
     return wrapper  # type: ignore[return-value]

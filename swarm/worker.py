@@ -33,6 +33,7 @@ from swarm.board import (
     heartbeat_s,
     newest_running,
 )
+from swarm.logs import Outage, task_outcome
 from swarm.minds.base import Mind, MindError
 from swarm.protocol import (
     ActionKind,
@@ -83,6 +84,7 @@ class _Held:
     board: Board
     claim: Claim
     lost: bool = False
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class Worker:
         self._finished: set[str] = set()
         self._current: str | None = None
         self._stats = _Stats()
+        self._outage = Outage(log)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -169,7 +172,7 @@ class Worker:
         until = time.monotonic() + 10.0
         for h in held:
             self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
-            log.info("released task %s", h.claim.task.id)
+            self._outcome(h, "released", detail="worker stopping")
         for board in self._boards.values():
             self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
         # A slot still inside think() may be using the model; the process exit frees it then.
@@ -183,14 +186,18 @@ class Worker:
         delay = 0.1
         while True:
             try:
-                return fn()
+                value = fn()
             except TRANSIENT as exc:
                 if until is not None and time.monotonic() > until:
                     log.warning("giving up after Redis stayed away: %s", exc)
                     return None
-                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self._outage.failed(exc)
+                log.debug("Redis unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 5.0)
+            else:
+                self._outage.ok()
+                return value
 
     # -- choosing a swarm ------------------------------------------------------------------
 
@@ -231,8 +238,9 @@ class Worker:
         while not self._stop.is_set():
             try:
                 progressed = self._step()
+                self._outage.ok()
             except TRANSIENT as exc:
-                log.warning("Redis unavailable (%s); backing off", exc)
+                self._outage.failed(exc)
                 progressed = None
             except NoSuchSwarm:
                 if self.config.swarm_id is not None:
@@ -285,8 +293,8 @@ class Worker:
 
     def _work(self, board: Board, claim: Claim) -> None:
         task = claim.task
-        log.debug("claimed %s %r (%s)", task.id, task.title, task.kind.value)
         with self._holding(board, claim) as held:
+            self._outcome(held, "claimed", detail=f"{task.kind.value}: {task.title}")
             tokens = 0
             try:
                 tokens = self._think_and_post(board, held)
@@ -308,9 +316,22 @@ class Worker:
 
     def _post_failure(self, board: Board, held: _Held, reason: str) -> None:
         try:
-            self._post(board, lambda: board.fail(held.claim, self.id, reason))
+            if self._post(board, lambda: board.fail(held.claim, self.id, reason)) is not None:
+                self._outcome(held, "failed", detail=reason)
         except LeaseLost as exc:
             log.warning("%s", exc)
+
+    def _outcome(self, held: _Held, outcome: str, tokens: int = 0, detail: str = "") -> None:
+        task_outcome(
+            log,
+            outcome,
+            swarm=held.board.id,
+            task=held.claim.task.id,
+            worker=self.id,
+            tokens=tokens,
+            seconds=time.monotonic() - held.started,
+            detail=detail,
+        )
 
     def _allowed(self, board: Board, claim: Claim, rounds: int) -> frozenset[ActionKind]:
         allowed = {ActionKind.ANSWER}
@@ -364,7 +385,9 @@ class Worker:
             if isinstance(action, Split):
                 try:
                     post = partial(board.split, claim, self.id, action.subtasks)
-                    self._post(board, partial(post, reason=action.reason, tokens=tokens))
+                    if self._post(board, partial(post, reason=action.reason, tokens=tokens)):
+                        n = len(action.subtasks)
+                        self._outcome(held, "split", tokens, f"into {n} subtasks")
                     return tokens
                 except SplitRefused as exc:
                     log.info(
@@ -375,7 +398,8 @@ class Worker:
                     continue
             assert isinstance(action, Answer)
             done = partial(board.complete, claim, self.id, action.answer, action.confidence)
-            self._post(board, partial(done, tokens=tokens))
+            if self._post(board, partial(done, tokens=tokens)) is not None:
+                self._outcome(held, "answered", tokens)
             return tokens
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
@@ -398,7 +422,7 @@ class Worker:
                 try:
                     self._beat()
                 except TRANSIENT as exc:
-                    log.warning("heartbeat: Redis unavailable (%s)", exc)
+                    self._outage.failed(exc)
                 except Exception:
                     log.exception("heartbeat failed")
             self._stop.wait(self._renew_s() if self._boards else 0.1)

@@ -34,7 +34,9 @@ def tiny_model_dir() -> Path:
     script = make_tiny_phi3()
     if not script.is_built(out, "tiny"):
         for package in ("torch", "transformers", "tokenizers", "onnx"):
-            pytest.importorskip(package, reason="building the tiny model needs swarm[tiny-model]")
+            pytest.importorskip(
+                package, reason="building the tiny model needs swarm-blackboard[tiny-model]"
+            )
     return Path(script.build("tiny", out))
 
 

@@ -129,7 +129,7 @@ def test_pull_asks_huggingface_hub_for_one_folder(
         {
             "repo_id": "microsoft/Phi-3-mini-4k-instruct-onnx",
             "allow_patterns": ["cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4/*"],
-            "local_dir": tmp_path / "phi3-mini-4k-cpu",
+            "local_dir": tmp_path / ".phi3-mini-4k-cpu.partial",
         }
     ]
     assert (

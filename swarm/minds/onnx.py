@@ -74,7 +74,7 @@ def _import_og() -> Any:
         import onnxruntime_genai as og
     except ImportError:
         raise ModelError(
-            "the onnx mind needs onnxruntime-genai: pip install 'swarm[onnx]'"
+            "the onnx mind needs onnxruntime-genai: pip install 'swarm-blackboard[onnx]'"
         ) from None
     return og
 
