@@ -158,6 +158,8 @@ def task_outcome(
 ) -> None:
     """The one INFO line a worker writes per task event: claimed, answered, split, failed,
     released; `detail` is shown literally (it may come from the model)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # the hot path of a quiet worker builds nothing
     seconds = round(seconds, 2)
     log.info(
         "task %s %s (%d tokens, %.2f s)%s",

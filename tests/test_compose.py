@@ -285,7 +285,11 @@ def test_the_executor_holds_only_what_its_jail_needs(stack: Stack) -> None:
     host = _inspect(cid)["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
     assert sorted(host["CapAdd"]) == ["NET_ADMIN", "SETGID", "SETUID", "SYS_ADMIN"]
-    assert sorted(host["SecurityOpt"]) == ["apparmor=unconfined", "no-new-privileges:true"]
+    assert sorted(host["SecurityOpt"]) == [
+        "apparmor=unconfined",
+        "no-new-privileges:true",
+        "seccomp=unconfined",
+    ]
     assert not host["Privileged"]
     env = _inspect(cid)["Config"]["Env"]
     assert "SWARM_REDIS_USERNAME=swarm-executor" in env
