@@ -92,7 +92,10 @@ def _compose_command() -> list[str]:
 def _compose_env() -> dict[str, str]:
     """This environment less the variables the compose file reads: only the env file counts."""
     prefixes = ("SWARM_", "REDIS_", "E2B_", "COMPOSE_PROJECT_NAME", "COMPOSE_FILE")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    # docker-compose 1.29 gives up on an engine busy creating containers after 60 s.
+    env.setdefault("COMPOSE_HTTP_TIMEOUT", "600")
+    return env
 
 
 def _free_port() -> int:
