@@ -1,13 +1,13 @@
 """A real `docker compose` run of docker-compose.yml: opt-in, `pytest -m compose`.
 
 Builds the image and brings the stack up as docs/compose.md says, then checks each promise:
-Redis is not published by default; workers started with no model wait (no restart loop),
-say once what to run and start by themselves when the model lands in the volume; each role's
-Redis user is refused what it must not touch and the default user is off; the executor holds
-only the capabilities docs/compose.md lists (`docker inspect`); a swarm whose leaves run code
-in the executor's jail survives two worker containers killed mid-run, with every task completed
-exactly once; `docker compose logs` has a line per task outcome and per Redis outage and
-recovery; `ps` shows workers and executor healthy, and a frozen worker unhealthy; `watch`
+Redis is not published by default; workers started with no model wait (no restart loop), say
+once what to run and start by themselves when the model lands in the volume; each role's Redis
+user is refused what it must not touch, and only the admin logs in without a name; the executor
+holds only the capabilities docs/compose.md lists (`docker inspect`); a swarm whose leaves run
+code in the executor's jail survives two worker containers killed mid-run, with every task
+completed exactly once; `docker compose logs` has a line per task outcome and per Redis outage
+and recovery; `ps` shows workers and executor healthy, and a frozen worker unhealthy; `watch`
 without a terminal prints frames; after `down` and `up` the blackboard and the users are back.
 
 Needs a Docker engine and Compose v2 (`docker compose`) or docker-compose 1.29. Settings:
@@ -265,6 +265,8 @@ def test_each_redis_user_is_refused_what_its_role_must_not_touch(stack: Stack) -
     anonymous = redis.Redis(port=stack.port)
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
+    with pytest.raises(redis.AuthenticationError):  # only the admin's password is the default's
+        redis.Redis(port=stack.port, password=stack.password("worker")).ping()
     executor = stack.client("executor")
     assert _refused(lambda: executor.hget("swarm:{probe}:meta", "state"))
     assert _refused(lambda: executor.zrange("swarm:index", 0, -1))
@@ -423,12 +425,10 @@ def test_a_redis_outage_is_one_line_in_each_workers_log(stack: Stack) -> None:
     stack.compose("stop", "redis")
     time.sleep(12)  # longer than redis-py's own retries: the workers notice
     stack.compose("start", "redis")
-    _wait(
-        "the recovery line",
-        lambda: "Redis is back after" in stack.logs("worker"),
-        120,
-        every=2,
-    )
+    try:
+        _wait("the recovery line", lambda: "Redis is back after" in stack.logs("worker"), 120, 2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; worker logs:\n{stack.logs('worker')[-3000:]}") from None
     logs = stack.logs("worker")
     assert logs.count("Redis unavailable (") == 1 and logs.count("Redis is back after") == 1, logs
 

@@ -11,7 +11,11 @@
 #   swarm-executor  REDIS_EXECUTOR_PASSWORD  the exec queue (rq:*) only: code from the model
 #                                            runs beside it, so it must not reach the blackboard
 #   swarm-reader    REDIS_READER_PASSWORD    reads only: `swarm watch`, status, result
-#   default         (none)                   off: a client that does not log in can do nothing
+#   default         REDIS_ADMIN_PASSWORD     the admin again, and nobody else: a client that does
+#                                            not log in can do nothing. Not `off`: Redis replays
+#                                            its AOF as this user, and Redis 7.0 drops the writes
+#                                            of every Lua script on replay when it may not run
+#                                            them (the blackboard would come back empty).
 #
 # The file lives beside the data, so it survives restarts; it is rewritten at every start
 # from `.env` (change a password there and restart Redis), and users that someone added with
@@ -46,7 +50,7 @@ tmp="$acl.new"
         grep -Ev '^user (default|swarm-admin|swarm-worker|swarm-executor|swarm-reader) ' "$acl" \
             || true
     fi
-    echo "user default off resetkeys resetchannels -@all"
+    echo "user default on #$admin ~* &* +@all"
     echo "user swarm-admin on #$admin ~* &* +@all"
     echo "user swarm-worker on #$worker resetkeys ~swarm:* ~rq:* resetchannels &rq:* +@all -@dangerous"
     echo "user swarm-executor on #$executor resetkeys ~rq:* resetchannels &rq:* +@all -@dangerous"
