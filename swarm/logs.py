@@ -16,7 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+from redis.retry import Retry
+
+T = TypeVar("T")
 
 FORMAT_ENV = "SWARM_LOG_FORMAT"
 LEVEL_ENV = "SWARM_LOG_LEVEL"
@@ -179,3 +183,32 @@ def task_outcome(
             **({"detail": printable(detail)} if detail else {}),
         },
     )
+
+
+# One per process: every client's retries report to it, so an outage is one line when the first
+# command fails and one when a command gets through again, whoever noticed it.
+REDIS = Outage(logging.getLogger("swarm.redis"))
+
+
+class NoticingRetry(Retry):
+    """redis-py's Retry that tells REDIS of every failed attempt and of the success after.
+
+    redis-py retries inside each command, so a worker only sees an outage that outlasts all
+    the attempts (and inside Docker, where a stopped Redis's name stops resolving and connects
+    time out, that can be half a minute); here every outage is noticed at its first failure.
+    """
+
+    def call_with_retry(  # type: ignore[override]
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def noticed(error: Exception, *count: int) -> Any:
+            REDIS.failed(error)
+            return fail(error, *count)
+
+        value = super().call_with_retry(do, noticed, is_retryable, with_failure_count)
+        REDIS.ok()
+        return value

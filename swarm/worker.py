@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from swarm import logs
 from swarm.board import (
     Board,
     Claim,
@@ -33,7 +34,7 @@ from swarm.board import (
     heartbeat_s,
     newest_running,
 )
-from swarm.logs import Outage, task_outcome
+from swarm.logs import task_outcome
 from swarm.minds.base import Mind, MindError
 from swarm.protocol import (
     ActionKind,
@@ -134,7 +135,7 @@ class Worker:
         self._finished: set[str] = set()
         self._current: str | None = None
         self._stats = _Stats()
-        self._outage = Outage(log)
+        self._outage = logs.REDIS  # the process's: its clients' retries report there too
 
     # -- lifecycle -----------------------------------------------------------------------
 
