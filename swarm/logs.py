@@ -198,7 +198,7 @@ class NoticingRetry(Retry):
     time out, that can be half a minute); here every outage is noticed at its first failure.
     """
 
-    def call_with_retry(  # type: ignore[override]
+    def call_with_retry(
         self,
         do: Callable[[], T],
         fail: Callable[..., Any],
