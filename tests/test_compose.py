@@ -441,6 +441,7 @@ def _any_healthy(stack: Stack) -> bool:
 
 
 def test_watch_without_a_terminal_prints_frames(stack: Stack) -> None:
+    stack.compose("run", "--rm", "seed")  # a swarm to watch, as the admin
     done = subprocess.run(
         stack.argv("run", "--rm", "-T", "watch", "timeout", "8", "swarm", "watch", "--every", "2"),
         cwd=REPO, env=_compose_env(), capture_output=True, text=True, timeout=300,
