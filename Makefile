@@ -5,7 +5,8 @@ MIND ?= sim:branch=3,depth=2
 WORKERS ?= 4
 PURPOSE ?= examples/purpose.md
 
-.PHONY: up test setup dev lint bench
+.PHONY: up test setup dev lint bench dist
+DIST ?= dist
 
 $(VENV)/bin/pip:
 	$(PY) -m venv $(VENV)
@@ -37,3 +38,10 @@ lint: dev
 
 bench: setup
 	$(VENV)/bin/python scripts/bench_board.py --quick
+
+# A wheel to install on other machines (docs/compose.md, "Add machines"): the distribution is
+# swarm-blackboard (PyPI's `swarm` is another project); the import package and command: swarm.
+dist: | $(VENV)/bin/pip
+	rm -f $(DIST)/swarm_blackboard-*.whl
+	$(VENV)/bin/pip wheel -q --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/swarm_blackboard-*.whl

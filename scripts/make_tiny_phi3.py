@@ -13,7 +13,7 @@ JSON), with Phi-3's special tokens and chat template.
 (3.8B parameters, int4) for benchmarks and takes minutes and about 15 GB of memory.
 A folder that already holds a model built from the same recipe is reused as is.
 
-Needs the builder's dependencies: pip install 'swarm[tiny-model]' (torch CPU,
+Needs the builder's dependencies: pip install 'swarm-blackboard[tiny-model]' (torch CPU,
 transformers, tokenizers, onnx, onnx-ir).
 """
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             print(
                 f"error: {exc.name or exc} is missing; install the builder's dependencies "
-                "with pip install 'swarm[tiny-model]'",
+                "with pip install 'swarm-blackboard[tiny-model]'",
                 file=sys.stderr,
             )
             return 1

@@ -12,10 +12,9 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.text import Text
 
-from swarm import __version__, system
+from swarm import __version__, logs, system
 from swarm.board import Board, check_boost, list_swarms
 from swarm.config import (
     RedisSettings,
@@ -90,10 +89,12 @@ class _SafeRecords(logging.Filter):
 
 
 def _logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose
-    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
-    handler.addFilter(_SafeRecords())
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
+    try:
+        logs.setup(verbose)
+    except logs.LogSetupError as exc:
+        raise click.ClickException(str(exc)) from None
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_SafeRecords())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,7 +152,7 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     "--metrics-port",
     envvar="SWARM_METRICS_PORT",
     type=click.IntRange(0, 65535),
-    help="Serve this worker's Prometheus metrics on PORT (needs swarm[dashboard]).",
+    help="Serve this worker's Prometheus metrics on PORT (needs swarm-blackboard[dashboard]).",
 )
 @click.option(
     "--metrics-host",
@@ -159,6 +160,12 @@ def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
     default="127.0.0.1",
     show_default=True,
     help="Address the metrics port binds.",
+)
+@click.option(
+    "--wait-for-model",
+    is_flag=True,
+    envvar="SWARM_WAIT_FOR_MODEL",
+    help="With no model yet, say so once and wait for one instead of exiting.",
 )
 @click.option("-v", "--verbose", count=True)
 @user_errors
@@ -176,16 +183,22 @@ def worker(
     grace: float,
     metrics_port: int | None,
     metrics_host: str,
+    wait_for_model: bool,
     verbose: int,
 ) -> None:
     """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
-    from swarm.minds import make_mind
+    from swarm.minds import make_mind, make_mind_waiting
     from swarm.worker import Worker, WorkerConfig
 
     _logging(verbose)
     settings = _settings(redis_url)
     client = connect(settings)
-    the_mind = make_mind(mind, model=model or os.environ.get("SWARM_MODEL"), slots=slots)
+    model = model or os.environ.get("SWARM_MODEL")
+    if wait_for_model:
+        say = logging.getLogger("swarm.worker").warning
+        the_mind = make_mind_waiting(mind, model=model, slots=slots, say=say)
+    else:
+        the_mind = make_mind(mind, model=model, slots=slots)
     config = WorkerConfig(
         swarm_id=swarm_id,
         slots=slots,
@@ -210,7 +223,7 @@ def _prometheus() -> Any:
         return PrometheusMetrics()
     except ImportError:
         raise click.ClickException(
-            "--metrics-port needs prometheus_client: pip install 'swarm[dashboard]'"
+            "--metrics-port needs prometheus_client: pip install 'swarm-blackboard[dashboard]'"
         ) from None
 
 
@@ -389,6 +402,7 @@ def _register_families() -> None:
         ("swarm.watch", ("watch",)),
         ("swarm.trace", ("export", "rm", "inject")),
         ("swarm.dashboard.commands", ("dashboard",)),
+        ("swarm.health", ("health",)),
     ):
         mod = importlib.import_module(module)
         for name in names:

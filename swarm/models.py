@@ -82,9 +82,19 @@ def models_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("SWARM_HOME") or "~/.swarm").expanduser() / "models"
 
 
-def _how_to_get_one(home: Path) -> str:
+# Where `swarm model pull` cannot run (a container whose models mount is read-only), the
+# environment names the command that fills the mount instead, e.g. `docker compose run --rm
+# model pull`.
+PULL_COMMAND_ENV = "SWARM_PULL_COMMAND"
+
+
+def _pull_command(env: Mapping[str, str]) -> str:
+    return env.get(PULL_COMMAND_ENV) or "swarm model pull"
+
+
+def _how_to_get_one(home: Path, env: Mapping[str, str]) -> str:
     return (
-        f"run `swarm model pull` (downloads {DEFAULT_MODEL}, about 2.7 GB, into {home}), "
+        f"run `{_pull_command(env)}` (downloads {DEFAULT_MODEL}, about 2.7 GB, into {home}), "
         "or pass --model DIR / set SWARM_MODEL=DIR to an ORT GenAI model folder "
         "(a tiny test model: python scripts/make_tiny_phi3.py --size tiny --out DIR)"
     )
@@ -120,7 +130,8 @@ def installed(home: Path) -> dict[str, Path]:
         return {}
     models = {}
     for entry in sorted(home.iterdir()):
-        if entry.is_dir():
+        # A dot folder is a pull still under way (see `pull`), not yet a model.
+        if entry.is_dir() and not entry.name.startswith("."):
             folder = entry if (entry / CONFIG_FILE).is_file() else _nested_model(entry)
             if folder is not None:
                 models[entry.name] = folder
@@ -148,18 +159,18 @@ def find_model(explicit: str | None = None, env: Mapping[str, str] | None = None
             except ModelNotFound:
                 if value in VARIANTS:
                     raise ModelNotFound(
-                        f"{source}={value}: not pulled yet; run `swarm model pull {value}`"
+                        f"{source}={value}: not pulled yet; run `{_pull_command(env)} {value}`"
                     ) from None
                 raise ModelNotFound(
                     f"{source}={value}: no such model folder or pulled model; "
-                    + _how_to_get_one(home)
+                    + _how_to_get_one(home, env)
                 ) from None
     pulled = installed(home)
     if DEFAULT_MODEL in pulled:
         return pulled[DEFAULT_MODEL]
     if pulled:
         return next(iter(pulled.values()))
-    raise ModelNotFound(f"no model found; {_how_to_get_one(home)}")
+    raise ModelNotFound(f"no model found; {_how_to_get_one(home, env)}")
 
 
 def pull(name: str = DEFAULT_MODEL, home: Path | None = None, *, progress: bool = True) -> Path:
@@ -171,9 +182,14 @@ def pull(name: str = DEFAULT_MODEL, home: Path | None = None, *, progress: bool 
         from huggingface_hub import snapshot_download
     except ImportError:
         raise ModelError(
-            "downloading models needs huggingface_hub: pip install 'swarm[onnx]'"
+            "downloading models needs huggingface_hub: pip install 'swarm-blackboard[onnx]'"
         ) from None
-    target = (home or models_home()) / name
+    home = home or models_home()
+    target = home / name
+    # A fresh pull downloads into a dot folder and renames it when complete, so a worker that
+    # waits for a model never loads one half downloaded (the config arrives before the
+    # weights). A target already there (an older pull) is completed in place.
+    into = target if target.exists() else home / f".{name}.partial"
     # Without tqdm_class huggingface_hub draws its own progress bars; a silent pull passes
     # a bar class that draws nothing.
     extra: dict[str, Any] = {} if progress else {"tqdm_class": _silent_tqdm()}
@@ -183,7 +199,7 @@ def pull(name: str = DEFAULT_MODEL, home: Path | None = None, *, progress: bool 
         snapshot_download(
             repo_id=variant.repo,
             allow_patterns=[f"{variant.folder}/*"],
-            local_dir=target,
+            local_dir=into,
             **extra,
         )
     except Exception as exc:  # network, disk, hub errors: all end the pull the same way
@@ -191,6 +207,8 @@ def pull(name: str = DEFAULT_MODEL, home: Path | None = None, *, progress: bool 
             f"downloading {name} failed ({type(exc).__name__}: {exc}); "
             "run the same command again to resume"
         ) from None
+    if into != target:
+        into.rename(target)
     return check_model_dir(target / variant.folder)
 
 

@@ -889,6 +889,28 @@ def live(client: Any, swarm_id: str | None, refresh: float, console: Console) ->
             time.sleep(max(period - (time.monotonic() - started), 0.05))
 
 
+def periodic(
+    client: Any,
+    swarm_id: str | None,
+    every_s: float,
+    console: Console,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Without a terminal (a pipe, a log, `docker compose run -T`) a live view shows nothing
+    until it ends: print a whole frame every `every_s` seconds instead, until Ctrl-C."""
+    state = WatchState()
+    console.print(
+        message(f"not a terminal: printing a frame every {every_s:g} s (--once for one frame)")
+    )
+    while True:
+        try:
+            console.print(_frame(client, swarm_id, state, console))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            console.print(message(f"Redis unavailable ({exc}); retrying", "red"))
+        console.file.flush()
+        sleep(every_s)
+
+
 @click.command()
 @click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
 @click.option(
@@ -907,8 +929,21 @@ def live(client: Any, swarm_id: str | None, refresh: float, console: Console) ->
     type=click.FloatRange(2, 4),
     help="Frames per second.",
 )
+@click.option(
+    "--every",
+    "every_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, None),
+    help="Without a terminal: seconds between the frames printed.",
+)
 def watch(
-    redis_url: str | None, swarm_id: str | None, once: bool, as_json: bool, refresh: float
+    redis_url: str | None,
+    swarm_id: str | None,
+    once: bool,
+    as_json: bool,
+    refresh: float,
+    every_s: float,
 ) -> None:
     """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
     from swarm.cli import _client
@@ -919,7 +954,11 @@ def watch(
         if once or as_json:
             _print_once(client, swarm_id, as_json)
             return
-        live(client, swarm_id, refresh, Console())
+        console = Console()
+        if console.is_terminal:
+            live(client, swarm_id, refresh, console)
+        else:
+            periodic(client, swarm_id, every_s, Console(highlight=False))
     except USER_ERRORS as exc:
         raise one_line(exc) from None
     except redis.RedisError as exc:

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
-from swarm import system
+from swarm import logs, system
 from swarm.board import (
     Board,
     Claim,
@@ -33,6 +33,7 @@ from swarm.board import (
     heartbeat_s,
     newest_running,
 )
+from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import TURNS, Interrupted, Mind, MindError
 from swarm.outage import OutageNotice, describe, is_outage
@@ -100,6 +101,7 @@ class _Held:
     lease_s: float
     renewed: float  # monotonic seconds of the claim or the latest renewal
     lost: bool = False
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ class Worker:
         self._advice = _Advice(config.slots)
         self._stats = _Stats()
         self._stats_lock = threading.Lock()
-        self._outage = OutageNotice(log)
+        self._outage = OutageNotice(log)  # refusals: a full, read-only, busy Redis
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -333,7 +335,7 @@ class Worker:
             for h in held:
                 h.lost = True  # whatever its slot thinks now is not posted
                 self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
-                log.info("released task %s", h.claim.task.id)
+                self._outcome(h, "released", detail="worker stopping")
             self.mind.interrupt()
             leave = time.monotonic() + INTERRUPT_WAIT_S
             for t in slots:
@@ -366,12 +368,25 @@ class Worker:
                 if deadline is not None and time.monotonic() > deadline:
                     log.warning("giving up after Redis stayed away: %s", describe(exc))
                     return None
-                self._outage.saw(exc)
+                self._saw_outage(exc)
+                log.debug("Redis unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 5.0)
             else:
-                self._outage.cleared()
+                self._outage_over()
                 return found
+
+    def _saw_outage(self, exc: BaseException) -> None:
+        """One line when an outage begins: a lost connection through the process's tracker
+        (which redis-py's own retries also report to), a refusal with what fixes it."""
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            logs.REDIS.failed(exc)
+        else:
+            self._outage.saw(exc)
+
+    def _outage_over(self) -> None:
+        logs.REDIS.ok()
+        self._outage.cleared()
 
     # -- choosing a swarm ------------------------------------------------------------------
 
@@ -417,12 +432,12 @@ class Worker:
         while not self._stop.is_set():
             try:
                 progressed = self._step()
-                self._outage.cleared()
+                self._outage_over()
             except redis.RedisError as exc:
                 if not is_outage(exc):
                     raise
                 self.metrics.redis_error()
-                self._outage.saw(exc)
+                self._saw_outage(exc)
                 progressed = None
             except NoSuchSwarm:
                 if self.config.swarm_id is not None:
@@ -478,8 +493,8 @@ class Worker:
 
     def _work(self, board: Board, claim: Claim, lease_s: float) -> None:
         task = claim.task
-        log.debug("claimed %s %r (%s)", task.id, task.title, task.kind.value)
         with self._holding(board, claim, lease_s) as held:
+            self._outcome(held, "claimed", detail=f"{task.kind.value}: {task.title}")
             tokens = 0
             try:
                 tokens = self._think_and_post(board, held)
@@ -511,9 +526,22 @@ class Worker:
 
     def _post_failure(self, board: Board, held: _Held, reason: str) -> None:
         try:
-            self._post(held, lambda: board.fail(held.claim, self.id, reason))
+            if self._post(held, lambda: board.fail(held.claim, self.id, reason)) is not None:
+                self._outcome(held, "failed", detail=reason)
         except LeaseLost as exc:
             log.warning("%s", exc)
+
+    def _outcome(self, held: _Held, outcome: str, tokens: int = 0, detail: str = "") -> None:
+        task_outcome(
+            log,
+            outcome,
+            swarm=held.board.id,
+            task=held.claim.task.id,
+            worker=self.id,
+            tokens=tokens,
+            seconds=time.monotonic() - held.started,
+            detail=detail,
+        )
 
     def _allowed(self, board: Board, claim: Claim, rounds: int) -> frozenset[ActionKind]:
         allowed = {ActionKind.ANSWER}
@@ -571,7 +599,9 @@ class Worker:
             if isinstance(action, Split):
                 try:
                     post = partial(board.split, claim, self.id, action.subtasks)
-                    self._post(held, partial(post, reason=action.reason, tokens=tokens))
+                    if self._post(held, partial(post, reason=action.reason, tokens=tokens)):
+                        n = len(action.subtasks)
+                        self._outcome(held, "split", tokens, f"into {n} subtasks")
                     return tokens
                 except SplitRefused as exc:
                     log.info(
@@ -582,7 +612,8 @@ class Worker:
                     continue
             assert isinstance(action, Answer)
             done = partial(board.complete, claim, self.id, action.answer, action.confidence)
-            self._post(held, partial(done, tokens=tokens))
+            if self._post(held, partial(done, tokens=tokens)) is not None:
+                self._outcome(held, "answered", tokens)
             return tokens
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
@@ -630,7 +661,7 @@ class Worker:
             except Exception as exc:  # see the docstring
                 if is_outage(exc):
                     self.metrics.redis_error()
-                    self._outage.saw(exc)
+                    self._saw_outage(exc)
                 else:
                     log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
                 self._due = time.monotonic() + BEAT_RETRY_S

@@ -37,7 +37,9 @@ def model_dir(size: str, env: str) -> Path:
     script = make_tiny_phi3()
     if not script.is_built(out, size):
         for package in ("torch", "transformers", "tokenizers", "onnx"):
-            pytest.importorskip(package, reason="building the model needs swarm[tiny-model]")
+            pytest.importorskip(
+                package, reason="building the model needs swarm-blackboard[tiny-model]"
+            )
     return Path(script.build(size, out))
 
 

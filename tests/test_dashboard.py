@@ -346,8 +346,10 @@ def test_static_assets_build_dom_from_text_only() -> None:
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source
     html = (static / "index.html").read_text()
-    assert "<script>" not in html and " style=" not in html and "http" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
+    assert (
+        "<script>" not in html
+        and " style=" not in html
+        and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )
 
 

@@ -100,7 +100,7 @@ def target_env(target: str) -> dict[str, str]:
 
 def requirements(extra: str | None, env: dict[str, str]) -> list[str]:
     """The project's requirements with `extra`, markers evaluated for `env`, self-references
-    (`swarm[onnx,e2b]`) expanded."""
+    (`swarm-blackboard[onnx,e2b]`) expanded."""
     project = PYPROJECT["project"]
     out: list[str] = []
     pending = [None, extra] if extra else [None]

@@ -130,7 +130,7 @@ def test_pull_asks_huggingface_hub_for_one_folder(
         {
             "repo_id": "microsoft/Phi-3-mini-4k-instruct-onnx",
             "allow_patterns": ["cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4/*"],
-            "local_dir": tmp_path / "phi3-mini-4k-cpu",
+            "local_dir": tmp_path / ".phi3-mini-4k-cpu.partial",
         }
     ]
     assert (
@@ -207,3 +207,33 @@ def test_auto_pull_follows_the_installed_runtime(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(commands, "import_og", lambda: og)
     assert models.FOR_PROVIDER[commands.pull_provider("auto")] == "phi3-mini-4k-dml"
     assert commands.pull_provider("cuda") == "cuda"
+
+
+def test_a_pull_under_way_is_not_a_model_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Path]] = []
+
+    def snapshot_download(**kwargs: Any) -> str:
+        # The config lands before the weights: a worker looking now must not find a model.
+        fake_model(
+            Path(kwargs["local_dir"]) / "cpu_and_mobile" / "cpu-int4-rtn-block-32-acc-level-4"
+        )
+        seen.append(models.installed(tmp_path))
+        return str(kwargs["local_dir"])
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    path = models.pull("phi3-mini-4k-cpu", tmp_path)
+    assert seen == [{}]
+    assert models.installed(tmp_path) == {"phi3-mini-4k-cpu": path}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phi3-mini-4k-cpu"]
+
+
+def test_where_pull_cannot_run_the_message_names_what_can(tmp_path: Path) -> None:
+    env = {"SWARM_HOME": str(tmp_path), "SWARM_PULL_COMMAND": "docker compose run --rm model pull"}
+    with pytest.raises(ModelNotFound, match=r"run `docker compose run --rm model pull` \("):
+        find_model(None, env)
+    with pytest.raises(
+        ModelNotFound, match="not pulled yet; run `docker compose run --rm model pull phi3-mini-4k"
+    ):
+        find_model("phi3-mini-4k-cpu-acc1", env)

@@ -45,7 +45,9 @@ def test_auto_takes_the_best_available_otherwise() -> None:
     assert runtime.choose_provider("auto", ("cpu",), ("dml",)) == "cpu"
 
 
-@pytest.mark.parametrize(("asked", "hint"), [("dml", "swarm[directml]"), ("cuda", "swarm[cuda]")])
+@pytest.mark.parametrize(
+    ("asked", "hint"), [("dml", "swarm-blackboard[directml]"), ("cuda", "swarm-blackboard[cuda]")]
+)
 def test_a_provider_the_runtime_lacks_is_one_line_naming_what_to_install(
     asked: str, hint: str
 ) -> None:

@@ -527,3 +527,23 @@ def test_once_and_json_print_one_frame(redis_url: str, real_redis: redis.Redis) 
 def test_watch_names_a_missing_swarm(redis_url: str) -> None:
     result = CliRunner().invoke(cli, ["watch", "--once", "--redis", redis_url, "--swarm", "nope"])
     assert result.exit_code == 1 and "no swarm 'nope'" in result.output
+
+
+def test_without_a_terminal_watch_prints_a_frame_every_few_seconds(redis_url: str) -> None:
+    """`docker compose run -T watch`, or a pipe: the live view would print nothing at all."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    board = Board.seed(client, make_purpose())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "watch", "--redis", redis_url, "--swarm", board.id,
+         "--every", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+        delete_swarm(client, board.id)
+        client.close()
+    assert out.startswith("not a terminal: printing a frame every 0.5 s (--once for one frame)")
+    assert out.count(board.id) >= 3, out[-2000:] + err

@@ -64,7 +64,7 @@ def dashboard(redis_url: str | None, host: str, port: int, period: float, rows: 
         from swarm.dashboard.control import Access, is_loopback
     except ImportError as exc:
         raise click.ClickException(
-            f"the dashboard needs its extra: pip install 'swarm[dashboard]' ({exc})"
+            f"the dashboard needs its extra: pip install 'swarm-blackboard[dashboard]' ({exc})"
         ) from None
     from swarm.cli import _settings
     from swarm.config import connect

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from swarm.minds.base import Interrupted, Mind, MindError, ScriptedMind
 
-__all__ = ["Interrupted", "Mind", "MindError", "MindSpecError", "ScriptedMind", "make_mind"]
+__all__ = [
+    "Interrupted",
+    "Mind",
+    "MindError",
+    "MindSpecError",
+    "ScriptedMind",
+    "make_mind",
+    "make_mind_waiting",
+]
+
+MODEL_POLL_S = 5.0
 
 
 class MindSpecError(ValueError):
@@ -54,6 +67,35 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
             )
         return make_openai_mind(url, name or "default")
     raise MindSpecError(f"unknown mind {kind!r}: use sim:..., onnx[:MODEL_DIR] or openai:URL#MODEL")
+
+
+def make_mind_waiting(
+    spec: str | None,
+    *,
+    model: str | None = None,
+    slots: int = 1,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    poll_s: float = MODEL_POLL_S,
+) -> Mind:
+    """`make_mind`, but a model that is not there yet is waited for instead of an error: a
+    worker container started before its model was pulled starts by itself once it is, rather
+    than exiting into a restart loop. `say` gets one message when the wait begins."""
+    from swarm.models import ModelNotFound
+
+    waited = False
+    while True:
+        try:
+            mind = make_mind(spec, model=model, slots=slots)
+        except ModelNotFound as exc:
+            if not waited:
+                say(f"{exc}; waiting for it (looking again every {poll_s:g} s)")
+                waited = True
+            sleep(poll_s)
+            continue
+        if waited:
+            say("the model is there now; starting")
+        return mind
 
 
 _ONNX_OPTIONS: dict[str, type] = {

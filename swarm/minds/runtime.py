@@ -27,13 +27,16 @@ CHOICES = (*PROVIDERS, "auto")
 AUTO_ORDER = ("cuda", "dml", "cpu")
 # The runtime's probe for each provider; CPU is always there.
 _PROBES = {"cuda": "is_cuda_available", "dml": "is_dml_available"}
-# What to install for a provider this runtime lacks (`swarm` is the distribution's name).
+# What to install for a provider this runtime lacks (`swarm-blackboard` is the distribution).
 INSTALL = {
-    "cpu": "pip install 'swarm[onnx]'",
-    "cuda": "install onnxruntime-genai-cuda: pip install 'swarm[cuda]' (Linux or Windows, NVIDIA)",
+    "cpu": "pip install 'swarm-blackboard[onnx]'",
+    "cuda": (
+        "install onnxruntime-genai-cuda: pip install 'swarm-blackboard[cuda]' "
+        "(Linux or Windows, NVIDIA)"
+    ),
     "dml": (
-        "install onnxruntime-genai-directml or -winml: pip install 'swarm[directml]' "
-        "or 'swarm[winml]' (Windows only)"
+        "install onnxruntime-genai-directml or -winml: pip install 'swarm-blackboard[directml]' "
+        "or 'swarm-blackboard[winml]' (Windows only)"
     ),
 }
 
@@ -55,8 +58,8 @@ def import_og() -> Any:
         import onnxruntime_genai as og
     except ImportError:
         raise ModelError(
-            "the onnx mind needs onnxruntime-genai: pip install 'swarm[onnx]' "
-            "(or swarm[directml], swarm[winml], swarm[cuda])"
+            "the onnx mind needs onnxruntime-genai: pip install 'swarm-blackboard[onnx]' "
+            "(or swarm-blackboard[directml], swarm-blackboard[winml], swarm-blackboard[cuda])"
         ) from None
     return og
 

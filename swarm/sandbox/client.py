@@ -286,8 +286,7 @@ class _Runners:
                 log.info("an executor serves %s: code is offered", queue)
             else:
                 log.warning(
-                    "no executor serves %s: code is not offered until one does "
-                    "(`swarm executor`)",
+                    "no executor serves %s: code is not offered until one does (`swarm executor`)",
                     queue,
                 )
         self._served[queue] = (served, now + SERVED_TTL_S)

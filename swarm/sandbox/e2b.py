@@ -21,7 +21,7 @@ from swarm.sandbox.limits import ExecLimits
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _BINARY_FORMATS = ("png", "jpeg", "svg", "pdf")
-_INSTALL_HINT = "the e2b sandbox needs the E2B SDK: pip install 'swarm[e2b]'"
+_INSTALL_HINT = "the e2b sandbox needs the E2B SDK: pip install 'swarm-blackboard[e2b]'"
 
 
 def _sdk() -> Any:
