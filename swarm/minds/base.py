@@ -46,3 +46,7 @@ class ScriptedMind:
 
     def close(self) -> None:
         pass
+
+
+class Interrupted(MindError):
+    """`interrupt()` was called: the step was abandoned, not failed by the model."""

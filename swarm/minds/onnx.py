@@ -1,39 +1,46 @@
-"""The `onnx` mind: Phi-3 (or any ORT GenAI model folder) run in-process by onnxruntime-genai.
+"""The `onnx` mind: Phi-3 (or any ORT GenAI model folder) run in-process, slots batched.
 
-How one step runs, and why (figures measured with onnxruntime-genai 0.18 on a 2-core CPU):
+How a step runs, and why (figures measured with onnxruntime-genai 0.18 and onnxruntime
+1.32 on a 2-core CPU; `scripts/bench_mind.py`):
 
-- The purpose's tokens stay in the KV cache. A `Generator` is given the chat-formatted
-  system prompt once; each step appends its task prompt, generates, and `rewind_to`s the
-  end of the purpose, so a task costs its own prompt, not the purpose again. (`og.Engine`
-  can rewind a request to the start of a turn too, but from the second rewind on it
-  prefilled the whole sequence again.)
-- The answer is constrained by guidance to the JSON schema of every action, compact (no
-  free whitespace, which a random model would otherwise emit forever). A generator's
-  guidance is fixed when it is made, so one schema serves every step, and while the
-  action's name is written the tokens naming an action this step does not allow are
-  masked out of the logits.
+- Slots decode together. Each slot's step is a job for one loop thread that owns the
+  model (`decoder.Decoder`): every turn of the loop runs one chunk of prompt for each job
+  that is still reading its prompt, then one token for every job that is writing, all
+  rows in one batched call. A job that ends frees its row at once and the next job takes
+  it while the others go on writing (continuous batching). `decoder`'s docstring says
+  why this does not use ORT GenAI's `Engine` or batched `Generator` (0.18).
+- The purpose stays in the KV cache. A row keeps the chat-formatted system prompt of the
+  last purpose it served; a job on the same purpose rewinds the row to it, or copies it
+  from another row that holds it, so a task costs its own prompt, not the purpose again.
+- Each job has its own guidance: an `llguidance` matcher for the JSON schema of the
+  actions its step allows, compact (no free whitespace, which a random model would
+  otherwise emit forever), masks that row's logits before each token is picked (greedy).
 - A generation that reaches `max_new_tokens` is retried once with bounds tight enough
   that no answer can exceed the limit (ASCII strings, at most two tokens a character);
   if that fails too the step fails with a MindError, never a crash.
-- Slots take turns on the one generator, on one thread. The Python binding holds the GIL
-  while the model runs (a second thread made no progress meanwhile), the batched
-  Generator with guidance fails once one sequence finishes before the others, and
-  batching did not speed up prefill on CPU, which is where a task's time goes. Taking
-  turns costs no memory per slot.
+- Every native call is bounded: one prompt chunk (sized to take about half a second) or
+  one decode step. ONNX Runtime releases the GIL while it runs, and `interrupt()` ends
+  the run in progress through its terminate flag, so every step in progress or later
+  raises `Interrupted` within milliseconds.
+- Memory: the model once, plus a KV cache row per slot of `context` positions, touched
+  only as far as sequences reach (`memory_plan` says how much; the worker warns when it
+  cannot fit).
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from swarm.minds import prompts
-from swarm.minds.base import MindError
+from swarm.minds.base import Interrupted, MindError
+from swarm.minds.decoder import EXECUTION_PROVIDERS, Decoder, DecoderInterrupted
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
     ActionKind,
@@ -46,9 +53,13 @@ from swarm.protocol import (
 )
 
 DEFAULT_MAX_NEW_TOKENS = 512
+# The KV cache a slot gets unless `context` says otherwise: a purpose of up to half of it,
+# a task, and an answer. The model's own window (4k for Phi-3-mini) would cost twice the
+# memory per slot for prompts a swarm's steps do not reach.
+DEFAULT_CONTEXT = 2048
 MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
 _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
-PROVIDERS = ("cpu", "cuda", "dml")
+PROVIDERS = tuple(EXECUTION_PROVIDERS)
 ALL_ACTIONS = frozenset(ActionKind)
 
 # Where the task goes when the chat template is rendered once per purpose; what comes
@@ -79,9 +90,11 @@ def _import_og() -> Any:
     return og
 
 
-def guided_schema(limits: Limits, *, tight: bool = False) -> str:
-    """The guidance JSON schema: every action, compact; tight = ASCII strings only."""
-    schema = action_schema(ALL_ACTIONS, limits)
+def guided_schema(
+    limits: Limits, *, tight: bool = False, allowed: frozenset[ActionKind] = ALL_ACTIONS
+) -> str:
+    """The guidance JSON schema: the allowed actions, compact; tight = ASCII strings only."""
+    schema = action_schema(allowed, limits)
     if tight:
         _restrict_strings(schema)
     schema["x-guidance"] = {"whitespace_flexible": False}
@@ -138,31 +151,6 @@ def tight_limits(limits: Limits, budget: int) -> Limits:
     )
 
 
-def _provider_config(og: Any, folder: Path, provider: str, threads: int | None) -> Any:
-    if provider not in PROVIDERS:
-        raise ModelError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
-    available = {"cpu": True, "cuda": og.is_cuda_available(), "dml": og.is_dml_available()}
-    if not available[provider]:
-        package = {"cuda": "onnxruntime-genai-cuda", "dml": "onnxruntime-genai-directml"}[provider]
-        raise ModelError(
-            f"provider {provider!r} is not available in the installed onnxruntime-genai; "
-            f"install {package} instead"
-        )
-    if threads is not None and threads < 1:
-        raise ModelError(f"threads must be at least 1, got {threads}")
-    try:
-        config = og.Config(str(folder))
-    except Exception as exc:  # ORT GenAI raises plain RuntimeErrors
-        raise ModelError(f"cannot read the model config in {folder}: {exc}") from None
-    config.clear_providers()
-    if provider != "cpu":
-        config.append_provider(provider)
-    if threads is not None:
-        options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
-    return config
-
-
 @dataclass
 class Usage:
     """Counters since the mind was made; `prefilled` < `prompt` is the KV cache at work."""
@@ -192,26 +180,27 @@ class _Attempt:
 
 
 class _Runtime:
-    """The loaded model and tokenizer, and what the mind derives from them once."""
+    """The tokenizer, the chat format and the guidance vocabulary of one model folder."""
 
-    def __init__(self, model_dir: str | Path, provider: str, threads: int | None) -> None:
+    def __init__(self, model_dir: str | Path) -> None:
         self.og = _import_og()
         import numpy as np
 
         self.np = np
         self.folder = check_model_dir(model_dir)
-        config = _provider_config(self.og, self.folder, provider, threads)
-        try:
-            self.model = self.og.Model(config)
-            self.tokenizer = self.og.Tokenizer(self.model)
-        except Exception as exc:
-            raise ModelError(f"cannot load the model in {self.folder}: {exc}") from None
         try:
             genai = json.loads((self.folder / "genai_config.json").read_text())["model"]
             self.context_length = int(genai["context_length"])
             self.vocab_size = int(genai["vocab_size"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{self.folder}/genai_config.json lacks {exc}") from None
+            raise ModelError(
+                f"cannot read the model config in {self.folder}: genai_config.json lacks {exc}"
+            ) from None
+        try:
+            # From the config alone: the weights are loaded once, by the decoder.
+            self.tokenizer = self.og.Tokenizer(self.og.Config(str(self.folder)))
+        except Exception as exc:  # ORT GenAI raises plain RuntimeErrors
+            raise ModelError(f"cannot load the tokenizer in {self.folder}: {exc}") from None
         eos = genai.get("eos_token_id", [])
         self.eos = frozenset(eos if isinstance(eos, list) else [eos])
         bos = genai.get("bos_token_id")
@@ -219,8 +208,8 @@ class _Runtime:
         # Sentencepiece tokenizers put a BOS in front of every encode; text appended
         # mid-sequence must not carry one.
         self.strip_bos = bos is not None and len(probe) > 1 and probe[0] == bos
-        self._token_texts: list[str] | None = None
-        self._masks: dict[tuple[tuple[str, ...], str], Any] = {}
+        self._guidance: Any = None
+        self._grammars: dict[str, Any] = {}
 
     def encode(self, text: str, *, continuation: bool = False) -> Any:
         ids = self.np.asarray(self.tokenizer.encode(text), dtype=self.np.int32)
@@ -257,95 +246,250 @@ class _Runtime:
                 )
             )
 
-    def token_texts(self) -> list[str]:
-        """Each token's text, by id; decoded once, when steering first needs it."""
-        if self._token_texts is None:
-            self._token_texts = [self.decode([i]) for i in range(self.vocab_size)]
-        return self._token_texts
+    def matcher(self, schema: str) -> Any:
+        """A fresh llguidance matcher for `schema` (its grammar compiled once per schema)."""
+        import llguidance
 
-    def allowed_mask(self, heads: tuple[str, ...], text: str) -> Any:
-        """Tokens that keep `text` on the way to (or past) one of `heads`; cached per state."""
-        key = (heads, text)
-        mask = self._masks.get(key)
-        if mask is None:
-            texts = self.token_texts()
-            mask = self.np.fromiter(
-                (
-                    any((text + s).startswith(h) or h.startswith(text + s) for h in heads)
-                    for s in texts
-                ),
-                dtype=bool,
-                count=len(texts),
-            )
-            self._masks[key] = mask
-        return mask
-
-    def generator(self, schema: str, max_length: int) -> Any:
-        params = self.og.GeneratorParams(self.model)
-        params.set_search_options(max_length=max_length)
-        params.set_guidance("json_schema", schema)
-        return self.og.Generator(self.model, params)
+        if self._guidance is None:
+            path = self.folder / "tokenizer.json"
+            try:
+                self._guidance = llguidance.LLTokenizer(
+                    path.read_text(), n_vocab=self.vocab_size, eos_token=sorted(self.eos)
+                )
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"guidance cannot read {path}: {exc}") from None
+        grammar = self._grammars.get(schema)
+        if grammar is None:
+            grammar = self._grammars[schema] = llguidance.LLMatcher.grammar_from_json_schema(schema)
+        matcher = llguidance.LLMatcher(self._guidance, grammar)
+        if matcher.is_error():
+            raise MindError(f"the guidance grammar failed: {matcher.get_error()}")
+        return matcher
 
 
-class _Prefixed:
-    """A guided generator whose KV cache holds one purpose, rewound to it after every step."""
+@dataclass
+class _Job:
+    """One attempt at a step: a prompt to read into a row, then guided tokens to write."""
 
-    def __init__(self, runtime: _Runtime, schema: str, system: str, max_length: int) -> None:
-        self.runtime = runtime
-        self.schema = schema
-        self.system = system
-        self.prefix, self.suffix = runtime.chat(system)
-        ids = runtime.encode(self.prefix)
-        self.generator = runtime.generator(schema, max_length)
-        started = time.perf_counter()
-        self.generator.append_tokens(ids)
-        self.pending_prefill = (len(ids), time.perf_counter() - started)
-        self.base = int(self.generator.token_count())
+    system: str  # the purpose's system prompt: rows holding it can be reused
+    prefix: Any  # its token ids
+    task: Any  # the task's token ids (after the prefix)
+    budget: int
+    matcher: Any
+    done: threading.Event = field(default_factory=threading.Event)
+    row: int = -1
+    todo: Any = None  # prompt ids still to read
+    then: Any = None  # the task's ids, while `todo` is the purpose
+    base: int = 0  # where the prompt's task starts in the row
+    prefilled: int = 0
+    out: list[int] = field(default_factory=list)
+    pending: int = -1  # the token picked last, to feed at the next step
+    prefill_s: float = 0.0
+    decode_started: float = 0.0
+    decode_s: float = 0.0
+    error: BaseException | None = None
 
-    def run(self, task: str, budget: int, allowed: frozenset[ActionKind]) -> _Attempt:
-        runtime, gen, np = self.runtime, self.generator, self.runtime.np
-        ids = runtime.encode(task + self.suffix, continuation=True)
-        heads = tuple(f'{{"action":"{k.value}"' for k in ActionKind if k in allowed)
-        steering = allowed != ALL_ACTIONS
-        longest = max(map(len, heads))
-        seen = ""
-        out: list[int] = []
-        started = time.perf_counter()
+
+# A chunk of prompt is sized to take about this long, so no native call runs for long
+# (leases are renewed from another thread, and interrupt() waits for a call at most).
+_CHUNK_S = 0.5
+_CHUNK_MIN, _CHUNK_MAX, _CHUNK_FIRST = 8, 256, 32
+
+
+class _Batcher:
+    """The loop thread that owns the decoder: takes jobs, reads prompts, writes tokens."""
+
+    def __init__(self, runtime: _Runtime, decoder: Decoder) -> None:
+        self.runtime, self.decoder, self.np = runtime, decoder, runtime.np
+        rows = decoder.rows
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: dict[int, _Job] = {}  # by row
+        self._holds: list[str | None] = [None] * rows  # the purpose each row's cache holds
+        self._bases = [0] * rows
+        self._chunk = _CHUNK_FIRST
+        self._bitmask = self.np.zeros((1, (runtime.vocab_size + 31) // 32), dtype=self.np.int32)
+        self.interrupted = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="onnx-mind", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: _Job) -> None:
+        if self.interrupted:
+            raise Interrupted("the onnx mind was interrupted")
+        if self._closed:
+            raise MindError("the onnx mind is closed")
+        self._queue.put(job)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.decoder.interrupt()
+        self._queue.put(None)  # wakes an idle loop
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        waiting: list[_Job] = []
+        while True:
+            stop = self._take(waiting, block=not self._jobs)
+            if stop or self.interrupted:
+                self._fail_all(waiting, stop)
+                if stop:
+                    return
+                continue
+            self._seat(waiting)
+            try:
+                for job in [j for j in self._jobs.values() if j.todo is not None]:
+                    self._read(job)
+                writing = [j for j in self._jobs.values() if j.todo is None]
+                if writing:
+                    self._write(writing)
+            except DecoderInterrupted:
+                continue  # the next turn fails every job
+            except Exception as exc:  # the rows' state is unknown: fail their jobs
+                for job in list(self._jobs.values()):
+                    self._finish(job, MindError(f"onnxruntime failed: {exc}"))
+                self._holds = [None] * len(self._holds)
+
+    def _take(self, waiting: list[_Job], *, block: bool) -> bool:
+        """Move submitted jobs to `waiting`; True when the mind is closing."""
         try:
-            gen.append_tokens(ids)
-            prefilled = time.perf_counter()
-            while len(out) < budget and not gen.is_done():
-                if steering:
-                    logits = gen.get_logits()
-                    mask = runtime.allowed_mask(heads, seen)
-                    gen.set_logits(np.where(mask, logits, np.finfo(np.float32).min))
-                gen.generate_next_token()
-                token = int(gen.get_next_tokens()[0])
-                out.append(token)
-                if steering:
-                    seen += runtime.token_texts()[token]
-                    steering = len(seen) < longest and not any(map(seen.startswith, heads))
-        finally:
-            gen.rewind_to(self.base)
-        cached_n, cached_s = self.pending_prefill
-        self.pending_prefill = (0, 0.0)
-        finished = bool(out) and out[-1] in runtime.eos
-        return _Attempt(
-            text=runtime.decode(out[:-1] if finished else out),
-            prompt_tokens=self.base + len(ids),
-            prefilled_tokens=cached_n + len(ids),
-            generated=len(out),
-            finished=finished,
-            prefill_s=cached_s + prefilled - started,
-            decode_s=time.perf_counter() - prefilled,
+            item = self._queue.get(timeout=0.5) if block else self._queue.get_nowait()
+            while True:
+                if item is None:
+                    if self._closed:
+                        return True
+                else:
+                    waiting.append(item)
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            return False
+
+    def _fail_all(self, waiting: list[_Job], closing: bool) -> None:
+        error: MindError = (
+            MindError("the onnx mind is closed")
+            if closing and not self.interrupted
+            else Interrupted("the onnx mind was interrupted")
+        )
+        for job in [*waiting, *self._jobs.values()]:
+            self._finish(job, error)
+        waiting.clear()
+
+    def _seat(self, waiting: list[_Job]) -> None:
+        """Give waiting jobs free rows, preferring one that holds their purpose."""
+        reading = {j.system for j in self._jobs.values() if j.then is not None}
+        for job in list(waiting):
+            free = [r for r in range(self.decoder.rows) if r not in self._jobs]
+            if not free:
+                return
+            holders = [r for r, s in enumerate(self._holds) if s == job.system]
+            if not holders and job.system in reading:
+                continue  # a row is reading this purpose: wait for it rather than read it twice
+            waiting.remove(job)
+            same = [r for r in free if r in holders]
+            row = (same or [r for r in free if self._holds[r] is None] or free)[0]
+            job.row = row
+            self._jobs[row] = job
+            if row in holders:
+                self.decoder.rewind(row, self._bases[row])
+                job.todo = job.task
+            elif holders:
+                self.decoder.copy(holders[0], row, self._bases[holders[0]])
+                self._holds[row], self._bases[row] = job.system, self._bases[holders[0]]
+                job.todo = job.task
+            else:
+                # Read the purpose first; the row holds it once that is done.
+                self.decoder.rewind(row, 0)
+                self._holds[row] = None
+                job.todo, job.then = job.prefix, job.task
+                job.prefilled = len(job.prefix)
+                reading.add(job.system)
+            job.base = len(job.prefix)
+
+    def _read(self, job: _Job) -> None:
+        """One chunk of the job's prompt; after the last one, its first token."""
+        chunk, job.todo = job.todo[: self._chunk], job.todo[self._chunk :]
+        started = time.perf_counter()
+        logits = self.decoder.prefill(job.row, chunk)
+        elapsed = time.perf_counter() - started
+        job.prefill_s += elapsed
+        rate = len(chunk) / max(elapsed, 1e-6)
+        self._chunk = max(_CHUNK_MIN, min(_CHUNK_MAX, int(rate * _CHUNK_S)))
+        if len(job.todo) == 0 and job.then is not None:
+            self._holds[job.row], self._bases[job.row] = job.system, len(job.prefix)
+            job.todo, job.then = job.then, None
+        elif len(job.todo) == 0:
+            job.todo = None
+            job.prefilled += len(job.task)
+            job.decode_started = time.perf_counter()
+            self._pick(job, logits)
+
+    def _write(self, jobs: list[_Job]) -> None:
+        """One token for every writing job, in one call."""
+        logits = self.decoder.step([j.row for j in jobs], [j.pending for j in jobs])
+        for job, row_logits in zip(jobs, logits, strict=True):
+            self._pick(job, row_logits)
+
+    def _pick(self, job: _Job, logits: Any) -> None:
+        """The best token its guidance allows; ends the job when it is the last."""
+        from llguidance.numpy import fill_next_token_bitmask
+
+        np = self.np
+        fill_next_token_bitmask(job.matcher, self._bitmask, 0)
+        bits = np.unpackbits(self._bitmask[0].view(np.uint8), bitorder="little")
+        allowed = bits[: len(logits)].astype(bool)
+        token = int(np.argmax(np.where(allowed, logits, -np.inf)))
+        job.out.append(token)
+        job.matcher.consume_token(token)
+        if token in self.runtime.eos or len(job.out) >= job.budget or job.matcher.is_stopped():
+            job.decode_s = time.perf_counter() - job.decode_started
+            self._finish(job, None)
+        else:
+            job.pending = token
+
+    def _finish(self, job: _Job, error: BaseException | None) -> None:
+        job.error = error
+        if self._jobs.get(job.row) is job:
+            del self._jobs[job.row]
+            if error is not None:
+                self._holds[job.row] = None
+        job.done.set()
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What a mind takes: the model once, and a KV cache row per slot."""
+
+    model_bytes: int  # the model's files on disk, which it holds in memory once loaded
+    kv_bytes_per_token: int
+    context: int
+    slots: int
+
+    @property
+    def slot_bytes(self) -> int:
+        return self.kv_bytes_per_token * self.context
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.slots * self.slot_bytes
+
+    def describe(self) -> str:
+        mb = 1024 * 1024
+        return (
+            f"model {self.model_bytes / mb:,.0f} MB, KV cache "
+            f"{self.slot_bytes / mb:,.0f} MB per slot ({self.context} tokens at "
+            f"{self.kv_bytes_per_token / 1024:,.0f} KB), {self.slots} slot(s): "
+            f"up to {self.total_bytes / mb:,.0f} MB"
         )
 
 
 class OnnxMind:
-    """Thinks with an ORT GenAI model in this process; thread-safe, slots take turns."""
+    """Thinks with an ORT GenAI model folder in this process; slots decode as one batch."""
 
-    # `think` may be called from any number of slot threads; `close` waits for the step
-    # in progress, and later calls fail with a MindError.
+    # `think` may be called from any number of slot threads (at most `slots` run at once,
+    # the rest wait for a row); `close` ends the loop, and later calls fail with a MindError.
 
     name = "onnx"
 
@@ -356,11 +500,13 @@ class OnnxMind:
         slots: int = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         context: int | None = None,
+        provider: str = "cpu",
+        threads: int | None = None,
     ) -> None:
         self._runtime = runtime
         self.slots = slots
         self.max_new_tokens = max_new_tokens
-        self.context = min(context or runtime.context_length, runtime.context_length)
+        self.context = min(context or DEFAULT_CONTEXT, runtime.context_length)
         if self.context < max_new_tokens + 256:
             raise ModelError(
                 f"context {self.context} is too small for max_new_tokens {max_new_tokens} "
@@ -370,31 +516,34 @@ class OnnxMind:
             raise ModelError(
                 f"max_new_tokens must be at least {MIN_NEW_TOKENS}, got {max_new_tokens}"
             )
+        if slots < 1:
+            raise ModelError(f"slots must be at least 1, got {slots}")
+        if provider not in PROVIDERS:
+            raise ModelError(
+                f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}"
+            )
+        if threads is not None and threads < 1:
+            raise ModelError(f"threads must be at least 1, got {threads}")
+        decoder = Decoder(
+            runtime.folder, rows=slots, capacity=self.context, provider=provider, threads=threads
+        )
+        self.memory = MemoryPlan(
+            model_bytes=_model_bytes(runtime.folder),
+            kv_bytes_per_token=decoder.shape.bytes_per_token,
+            context=self.context,
+            slots=slots,
+        )
         self.usage = Usage()  # since the mind was made
         self.last = Usage()  # of the latest step
         self.tokens_per_s = 0.0
-        # Every model call runs on this one thread, in arrival order: the slots take turns
-        # (see the module's docstring), and the allocator keeps one arena for the model's
-        # buffers instead of growing one per slot thread (measured: +60 MB with 4 slots).
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-mind")
-        self._normal: _Prefixed | None = None  # the generator holding the current purpose
+        self._account_lock = threading.Lock()
+        self._batcher = _Batcher(runtime, decoder)
 
     @property
     def model_dir(self) -> Path:
         return self._runtime.folder
 
     def think(self, request: ThinkRequest) -> Thought:
-        try:
-            job = self._thread.submit(self._think, request)
-        except RuntimeError:  # shut down
-            raise MindError("the onnx mind is closed") from None
-        return job.result()
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
-        self._normal = None
-
-    def _think(self, request: ThinkRequest) -> Thought:
         first = self._attempt(request, request.limits, tight=False)
         attempts = [first]
         if not first.finished and not _parses(first.text, request):
@@ -417,41 +566,49 @@ class OnnxMind:
         tokens = sum(a.prompt_tokens + a.generated for a in attempts)
         return Thought(action, tokens=tokens, raw=final.text)
 
+    def interrupt(self) -> None:
+        """Every step in progress or later raises Interrupted (within one model call)."""
+        self._batcher.interrupt()
+
+    def close(self) -> None:
+        self._batcher.close()
+
     def _attempt(self, request: ThinkRequest, limits: Limits, *, tight: bool) -> _Attempt:
         runtime = self._runtime
         system = prompts.system_prompt(
             prompts.fit_text(request.purpose, self.context // 2, runtime.count),
             request.purpose_title,
         )
-        normal = self._normal
-        schema = guided_schema(request.limits)
-        if normal is None or normal.system != system or normal.schema != schema:
-            normal = self._normal = self._make_prefixed(schema, system, self.context)
-        room = self.context - normal.base - self.max_new_tokens - _NOTE_ROOM
-        task = prompts.task_prompt(request, room - runtime.count(normal.suffix), runtime.count)
-        generator = normal
+        prefix, suffix = runtime.chat(system)
+        prefix_ids = runtime.encode(prefix)
+        room = self.context - len(prefix_ids) - self.max_new_tokens - _NOTE_ROOM
+        task = prompts.task_prompt(request, room - runtime.count(suffix), runtime.count)
         if tight:
             task += (
                 f"\n(Your last reply ran past {self.max_new_tokens} tokens; keep this one short.)"
             )
-            # Made for this retry and dropped after it, sized to what it needs: retries are
-            # rare with a real model, and a KV cache of the whole window is large.
-            need = normal.base + runtime.count(task + normal.suffix) + self.max_new_tokens + 1
-            tight_schema = guided_schema(limits, tight=True)
-            generator = self._make_prefixed(tight_schema, system, min(need, self.context))
-        try:
-            return generator.run(task, self.max_new_tokens, request.allowed)
-        except Exception as exc:
-            # The generator's state is unknown after a failure; the next step makes a new one.
-            if generator is normal:
-                self._normal = None
-            raise MindError(f"onnxruntime-genai failed: {exc}") from None
-
-    def _make_prefixed(self, schema: str, system: str, max_length: int) -> _Prefixed:
-        try:
-            return _Prefixed(self._runtime, schema, system, max_length)
-        except Exception as exc:
-            raise MindError(f"onnxruntime-genai could not start a generation: {exc}") from None
+        schema = guided_schema(limits, tight=tight, allowed=request.allowed)
+        job = _Job(
+            system=system,
+            prefix=prefix_ids,
+            task=runtime.encode(task + suffix, continuation=True),
+            budget=self.max_new_tokens,
+            matcher=runtime.matcher(schema),
+        )
+        self._batcher.submit(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        finished = bool(job.out) and job.out[-1] in runtime.eos
+        return _Attempt(
+            text=runtime.decode(job.out[:-1] if finished else job.out),
+            prompt_tokens=job.base + len(job.task),
+            prefilled_tokens=job.prefilled,
+            generated=len(job.out),
+            finished=finished,
+            prefill_s=job.prefill_s,
+            decode_s=job.decode_s,
+        )
 
     def _account(self, attempts: list[_Attempt]) -> None:
         last = Usage(thinks=1, retries=len(attempts) - 1)
@@ -461,13 +618,18 @@ class OnnxMind:
             last.generated_tokens += a.generated
             last.prefill_s += a.prefill_s
             last.decode_s += a.decode_s
-        self.last = last
-        self.usage.add(last)
-        if last.decode_s > 0:
-            rate = last.generated_tokens / last.decode_s
-            # Smoothed so the live view shows a steady figure, not the last step's.
-            smoothed = 0.7 * self.tokens_per_s + 0.3 * rate
-            self.tokens_per_s = rate if self.tokens_per_s == 0 else smoothed
+        with self._account_lock:
+            self.last = last
+            self.usage.add(last)
+            if last.decode_s > 0:
+                rate = last.generated_tokens / last.decode_s
+                # Smoothed so the live view shows a steady figure, not the last step's.
+                smoothed = 0.7 * self.tokens_per_s + 0.3 * rate
+                self.tokens_per_s = rate if self.tokens_per_s == 0 else smoothed
+
+
+def _model_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*.onnx*") if p.is_file())
 
 
 def _parses(text: str, request: ThinkRequest) -> bool:
@@ -489,8 +651,10 @@ def make_onnx_mind(
 ) -> OnnxMind:
     """Load the model in `model_dir`; a ModelError (one line) when it cannot be used."""
     return OnnxMind(
-        _Runtime(model_dir, provider, threads),
+        _Runtime(model_dir),
         slots=slots,
         max_new_tokens=max_new_tokens,
         context=context,
+        provider=provider,
+        threads=threads,
     )
