@@ -31,7 +31,7 @@ untouched (calloc), so a row costs memory only as far as its sequences have reac
 from __future__ import annotations
 
 import json
-import threading
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,10 @@ EXECUTION_PROVIDERS = {
 }
 _PROVIDER_PACKAGES = {"cuda": "onnxruntime-gpu", "dml": "onnxruntime-directml"}
 _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+
+
+def _default_threads() -> int:
+    return max(1, min((os.cpu_count() or 2) // 2, 16))
 
 
 class DecoderInterrupted(RuntimeError):
@@ -133,10 +137,11 @@ class Decoder:
         self.steps = 0
         self.rows_stepped = 0
         self.longest_call_s = 0.0
-        self._lock = threading.Lock()
+        # One set of run options for every call: `interrupt()` sets its terminate flag from
+        # another thread. The graph id entry spares ORT's wrapper a failed lookup per call.
+        self._options = self.ort.RunOptions()
+        self._options.add_run_config_entry("gpu_graph_id", "-1")
         self._bindings: dict[tuple[int, int], Any] = {}
-        self._run_options: Any = None
-        self._interrupted = False
 
     def _session(
         self, path: Path, decoder: dict[str, Any], provider: str, threads: int | None
@@ -150,10 +155,11 @@ class Decoder:
             )
         options = ort.SessionOptions()
         configured = decoder.get("session_options", {})
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        elif "intra_op_num_threads" in configured:
-            options.intra_op_num_threads = int(configured["intra_op_num_threads"])
+        if threads is None:
+            # ORT GenAI's default: half the cores (a core's second hyperthread, or the rest
+            # of the machine, is better left to the other work), at most 16.
+            threads = int(configured.get("intra_op_num_threads", 0)) or _default_threads()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
             return ort.InferenceSession(str(path), options, providers=[ep])
@@ -197,15 +203,8 @@ class Decoder:
         return logits[[r - first for r in rows]]
 
     def interrupt(self) -> None:
-        """End the run in progress, and every later one until `resume()`."""
-        with self._lock:
-            self._interrupted = True
-            if self._run_options is not None:
-                self._run_options.terminate = True
-
-    def resume(self) -> None:
-        with self._lock:
-            self._interrupted = False
+        """End the run in progress, and make every later one fail at once."""
+        self._options.terminate = True
 
     def _binding(self, first: int, count: int) -> Any:
         """The IO binding of rows first..first+count-1: their KV views, kept for reuse."""
@@ -239,21 +238,14 @@ class Decoder:
         io.bind_cpu_input(self.input_ids, batch)
         io.bind_cpu_input(self.attention_mask, mask)
         io.bind_output(self.logits)  # let the run allocate it at this call's shape
-        options = self.ort.RunOptions()
-        with self._lock:
-            if self._interrupted:
-                raise DecoderInterrupted("interrupted")
-            self._run_options = options
         started = time.perf_counter()
         try:
-            self.session.run_with_iobinding(io, options)
+            self.session.run_with_iobinding(io, self._options)
         except Exception as exc:
-            if options.terminate:
+            if self._options.terminate:
                 raise DecoderInterrupted("interrupted") from None
             raise RuntimeError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
         finally:
-            with self._lock:
-                self._run_options = None
             self.longest_call_s = max(self.longest_call_s, time.perf_counter() - started)
         logits = io.get_outputs()[0].numpy()
         for r in active:
