@@ -144,6 +144,7 @@ def worker(
     settings = _settings(redis_url)
     client = connect(settings)
     the_mind = make_mind(mind, model=model or os.environ.get("SWARM_MODEL"), slots=slots)
+    _say_memory(the_mind)
     config = WorkerConfig(
         swarm_id=swarm_id,
         slots=slots,
@@ -156,6 +157,24 @@ def worker(
     runner = None if no_code else _code_runner(settings)
     code = Worker(client, the_mind, config, code_runner=runner).run()
     sys.exit(code)
+
+
+def _say_memory(mind: object) -> None:
+    """What the model and each slot take, and a warning when the slots cannot fit."""
+    from swarm import memory
+
+    plan = getattr(mind, "memory", None)
+    if plan is None:  # a mind that holds no model here
+        return
+    click.echo(f"{getattr(mind, 'name', 'mind')} mind: {plan.describe()}", err=True)
+    # The model is loaded by now; the KV cache grows as the slots' sequences do.
+    short = memory.shortfall(plan.slots * plan.slot_bytes, memory.available_bytes())
+    if short:
+        click.echo(
+            f"warning: {plan.slots} slot(s) of {plan.context} tokens {short}; "
+            "lower --slots or the mind's context (onnx:?context=N), or give it more memory",
+            err=True,
+        )
 
 
 def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:
