@@ -24,8 +24,13 @@ per slot, and runs:
 A row's length is just a number here: rewinding to the purpose is setting it back, and a
 row can take another row's purpose by copying its first positions. Every call is one
 session run: ONNX Runtime releases the GIL while it runs, and `interrupt()` sets the
-run's terminate flag, which ends it within milliseconds. The buffers are allocated
-untouched (calloc), so a row costs memory only as far as its sequences have reached.
+run's terminate flag, which ends it within milliseconds.
+
+Memory: a row is resident in full (`capacity` positions of every layer's keys and values)
+from its first call on, whatever length it has reached (measured: the first call on a row
+adds its whole reserve to the process's RSS), so `capacity` is what sizes a slot. On a GPU
+provider the buffers still live in host memory and are copied each call: correct, not fast,
+and not measured here.
 """
 
 from __future__ import annotations

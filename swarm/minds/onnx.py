@@ -22,9 +22,13 @@ How a step runs, and why (figures measured with onnxruntime-genai 0.18 and onnxr
   one decode step. ONNX Runtime releases the GIL while it runs, and `interrupt()` ends
   the run in progress through its terminate flag, so every step in progress or later
   raises `Interrupted` within milliseconds.
-- Memory: the model once, plus a KV cache row per slot of `context` positions, touched
-  only as far as sequences reach (`memory_plan` says how much; the worker warns when it
-  cannot fit).
+- Memory: the model once, plus a KV cache row per slot of `context` positions (2048 by
+  default, not the model's whole window), resident in full once the slot has run
+  (`OnnxMind.memory` says how much; the worker prints it and warns when it cannot fit).
+  Processes do not share the weights: ONNX Runtime prepacks them into private memory
+  (PSS per process is about its RSS, `bench_mind --pss`), and without prepacking the int4
+  matmuls ran about 60x slower here, so slots, not processes, are how a host shares one
+  copy.
 """
 
 from __future__ import annotations
@@ -396,7 +400,9 @@ class _Batcher:
                 self.decoder.rewind(row, self._bases[row])
                 job.todo = job.task
             elif holders:
+                started = time.perf_counter()
                 self.decoder.copy(holders[0], row, self._bases[holders[0]])
+                job.prefill_s += time.perf_counter() - started
                 self._holds[row], self._bases[row] = job.system, self._bases[holders[0]]
                 job.todo = job.task
             else:
