@@ -58,6 +58,7 @@ class Task:
     updated: int = 0
     path: tuple[str, ...] = ()  # ancestor ids, root first
 
+
     @property
     def is_root(self) -> bool:
         return self.parent == ""
