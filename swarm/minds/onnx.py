@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from swarm import memory
 from swarm.minds import prompts
 from swarm.minds.base import Interrupted, MindError
 from swarm.minds.decoder import EXECUTION_PROVIDERS, Decoder, DecoderInterrupted
@@ -468,7 +469,7 @@ class _Batcher:
 class MemoryPlan:
     """What a mind takes: the model once, and a KV cache row per slot."""
 
-    model_bytes: int  # the model's files on disk, which it holds in memory once loaded
+    model_bytes: int  # what loading the model added to this process's memory
     kv_bytes_per_token: int
     context: int
     slots: int
@@ -530,11 +531,14 @@ class OnnxMind:
             )
         if threads is not None and threads < 1:
             raise ModelError(f"threads must be at least 1, got {threads}")
+        before = memory.rss_bytes()
         decoder = Decoder(
             runtime.folder, rows=slots, capacity=self.context, provider=provider, threads=threads
         )
+        # What loading took (weights, prepacked); the files' size when that cannot be told.
+        loaded = memory.rss_bytes() - before
         self.memory = MemoryPlan(
-            model_bytes=_model_bytes(runtime.folder),
+            model_bytes=loaded if loaded > 0 else _model_bytes(runtime.folder),
             kv_bytes_per_token=decoder.shape.bytes_per_token,
             context=self.context,
             slots=slots,
