@@ -295,10 +295,11 @@ class _Job:
     error: BaseException | None = None
 
 
-# A chunk of prompt is sized to take about this long, so no native call runs for long
-# (leases are renewed from another thread, and interrupt() waits for a call at most).
-_CHUNK_S = 0.5
-_CHUNK_MIN, _CHUNK_MAX, _CHUNK_FIRST = 8, 256, 32
+# A chunk of prompt is sized to take about this long, so the other rows' next token never
+# waits long for a row that is reading. Not shorter than _CHUNK_MIN tokens: every call
+# reads all the weights, so tiny chunks would make reading cost as much as writing.
+_CHUNK_S = 1.0
+_CHUNK_MIN, _CHUNK_MAX, _CHUNK_FIRST = 32, 256, 64
 
 
 class _Batcher:
