@@ -1,17 +1,25 @@
 """The decoder: one ONNX Runtime session over an ORT GenAI model folder, and a KV cache of
 one row per slot, run a bounded piece at a time.
 
-Why not ORT GenAI's own loop (onnxruntime-genai 0.18.0, CPU, the Phi-3 GroupQueryAttention
-models its builder writes; measured here):
+Why not ORT GenAI's own loop. What does not work in onnxruntime-genai 0.18.0 (Linux x64
+CPU wheel, the Phi-3 GroupQueryAttention models its builder writes; reproduced here on the
+tiny model, upstream-style):
 
-- `og.Engine` batches requests (static batching, up to 4 rows unless configured), but
-  `Request.rewind_to_start_of_turn` makes the next turn prefill the whole sequence again
-  (`TurnUsage.cached_prompt_tokens` stays 0 and the turn takes as long as a cold one), so
-  the purpose cannot stay in the cache across tasks; its prefix cache needs a paged-attention
-  model, which the builder does not make for CPU.
-- A batched `og.Generator` appends tokens to every sequence at once (one length for all),
-  so a slot cannot start its next task while the others are decoding, and cannot rewind
-  alone; with guidance it fails once one sequence stops before the others.
+- `og.Engine`, `Request.rewind_to_start_of_turn(turn_id)`: after a request's first turn
+  (the purpose) and a second turn (a task), rewinding to the start of the second turn and
+  beginning a third makes the engine prefill the whole sequence again. Expected: the first
+  turn's tokens stay in the KV cache. Seen: the third turn takes as long as a cold request
+  of purpose + task (0.15 s vs 0.014 s for the second turn at a 3,000-token purpose on the
+  tiny model) and every later one too; `TurnUsage.cached_prompt_tokens` is 0 throughout.
+  (The Engine does batch requests, statically, 4 rows unless configured, and a turn's
+  guidance and a forced token, `lark_grammar` `start: <[ID]>`, work.)
+- A batched `og.Generator` (`batch_size=2`) with `GeneratorParams.set_guidance(
+  "json_schema", ...)`: once one sequence's grammar accepts and it emits EOS while the
+  other goes on, the next `generate_next_token()` raises `RuntimeError: Error computing
+  mask: compute_mask() called after stop`. Expected: the finished sequence is padded.
+  Independently of guidance, `append_tokens` on a batched generator appends to every
+  sequence at once and `rewind_to` rewinds them all, so a slot could neither start its
+  next task while the others write nor rewind alone.
 
 The model itself takes ragged batches: GroupQueryAttention reads each row's length from
 its attention mask and writes the new keys and values at that position in a buffer it
