@@ -156,3 +156,19 @@ def test_the_memory_plan_is_the_model_and_a_kv_row_per_slot(tiny_model: Path) ->
     assert plan.model_bytes > 0  # what loading added to the process, measured
     assert "3 slot(s)" in plan.describe()
     mind.close()
+
+
+def test_a_purpose_that_fills_most_of_the_context_ends_the_answer_at_the_rows_end(
+    tiny_model: Path,  # noqa: F811
+) -> None:
+    mind = make_onnx_mind(tiny_model, max_new_tokens=256, context=512)
+    long_purpose = " ".join(f"Apples of orchard {i} must be counted." for i in range(200))
+    # The purpose takes half the context, the system prompt more: less than 256 tokens
+    # are left, and the step fails with a reason instead of running off the row.
+    try:
+        mind.think(request({A}, purpose=long_purpose, limits=LONG))
+    except MindError as exc:
+        assert "did not fit" in str(exc) or "fill the whole context" in str(exc), exc
+    assert mind.usage.generated_tokens <= 512
+    assert max(mind._batcher.decoder.lengths) <= 512
+    mind.close()

@@ -599,11 +599,16 @@ class OnnxMind:
                 f"\n(Your last reply ran past {self.max_new_tokens} tokens; keep this one short.)"
             )
         schema = guided_schema(limits, tight=tight, allowed=request.allowed)
+        task_ids = runtime.encode(task + suffix, continuation=True)
+        # A long purpose can leave less than max_new_tokens of the row: stop there.
+        budget = min(self.max_new_tokens, self.context - len(prefix_ids) - len(task_ids))
+        if budget < 1:
+            raise MindError(f"the purpose and task fill the whole context of {self.context}")
         job = _Job(
             system=system,
             prefix=prefix_ids,
-            task=runtime.encode(task + suffix, continuation=True),
-            budget=self.max_new_tokens,
+            task=task_ids,
+            budget=budget,
             matcher=runtime.matcher(schema),
         )
         self._batcher.submit(job)
