@@ -532,6 +532,8 @@ class OnnxMind:
             )
         if threads is not None and threads < 1:
             raise ModelError(f"threads must be at least 1, got {threads}")
+        import onnxruntime  # noqa: F401  (its libraries are not the model's memory)
+
         before = memory.rss_bytes()
         decoder = Decoder(
             runtime.folder, rows=slots, capacity=self.context, provider=provider, threads=threads
