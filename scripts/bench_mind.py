@@ -1,18 +1,17 @@
 #!/usr/bin/env python
 """Measure the onnx mind on one model, as ratios from one run.
 
-    python scripts/bench_mind.py                    # the tiny model, built on demand
-    python scripts/bench_mind.py --size small       # compute-bound, Phi-3's vocabulary
-    python scripts/bench_mind.py --model DIR        # e.g. a pulled Phi-3-mini, or --size mini
+    python scripts/bench_mind.py --model /work/models/mini --out bench/results/bench_mind_mini.json
+    python scripts/bench_mind.py --size small       # a random model built on demand
 
 Prints, for the same prompts on the same model:
-- decode tokens/s without and with JSON-schema guidance (bare ORT GenAI loops);
-- time to first token for a task, cold (purpose + task) and with the purpose in the KV
-  cache, for a work step and a synthesis step; and the mind's own cold vs warm figures;
-- a cold prompt prefilled in the mind's chunks (see onnx.CHUNK_S) vs in one native call;
-- the mind's step vs a bare guided ORT GenAI loop on the identical prompt;
-- aggregate generated tokens/s with 1, 2 and 4 slots calling the mind at once, and the
-  process memory each added slot costs.
+- time to first token, cold (purpose + task read) and with the purpose cached (the row's
+  own, and copied from another row);
+- the mind's step vs a bare ORT GenAI guided loop on the identical prompt (tokens/s);
+- aggregate generated tokens/s with 1, 2, 4 and 8 slots calling the mind at once, and
+  the resident memory each added slot costs against its KV cache;
+- (--tasks) the time for 5 steps through one process with 4 slots vs 4 processes of 1;
+- (--pss N) PSS of N processes holding the model at once: do they share its weights?
 The random-weight models write gibberish, which does not matter for speed.
 """
 
@@ -22,30 +21,24 @@ import argparse
 import importlib.util
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from swarm import memory  # noqa: E402
 from swarm.minds import prompts  # noqa: E402
-from swarm.minds.onnx import (  # noqa: E402
-    ALL_ACTIONS,
-    CHUNK_S,
-    OnnxMind,
-    _append_chunked,
-    _Pacer,
-    guided_schema,
-    make_onnx_mind,
-)
+from swarm.minds.batched import BatchedMind, guided_schema, make_batched_mind  # noqa: E402
 from swarm.protocol import ActionKind, Limits, ThinkRequest  # noqa: E402
-from swarm.task import Kind, State, Task  # noqa: E402
+from swarm.task import Kind, Task  # noqa: E402
 
-# About 600 tokens of purpose for Phi-3's tokenizer, as in the issue's measurements.
+MB = memory.MB
+# About 600 words of purpose; 811 tokens with the system prompt on Phi-3's tokenizer.
 PURPOSE = " ".join(
     [
         "Estimate, with sources and a stated uncertainty, how much fresh water the city of",
@@ -61,129 +54,55 @@ LIMITS = Limits(
     max_children=3, max_title=30, max_detail=60, max_answer=200, max_reason=40, max_code=200,
     max_tags=1, max_tag=12,
 )  # fmt: skip
+ANSWER = frozenset({ActionKind.ANSWER})
 
 
-def task(i: int) -> Task:
-    return Task(
-        id=f"0.{i}",
-        parent="0",
-        depth=1,
-        kind=Kind.WORK,
-        title=f"Household use, district {i}",
-        detail="Find the yearly household consumption of this district and its source.",
-    )
-
-
-def work_step(i: int, allowed: frozenset[ActionKind] = ALL_ACTIONS) -> ThinkRequest:
+def work_step(i: int, limits: Limits = LIMITS) -> ThinkRequest:
     root = Task(id="0", parent="", depth=0, kind=Kind.WORK, title="Lyon's water")
-    return ThinkRequest(
-        purpose=PURPOSE, task=task(i), allowed=allowed, limits=LIMITS, ancestry=(root,)
-    )
-
-
-def synthesis_step(i: int) -> ThinkRequest:
-    kids = tuple(
-        Task(id=f"0.{i}.{k}", parent=f"0.{i}", depth=2, kind=Kind.WORK, title=f"Street {k}",
-             state=State.DONE, result=f"About {k * 1000} cubic metres a year (city report).",
-             confidence="medium")
-        for k in range(1, 5)
+    task = Task(
+        id=f"0.{i}", parent="0", depth=1, kind=Kind.WORK, title=f"Household use, district {i}",
+        detail="Find the yearly household consumption of this district and its source.",
     )  # fmt: skip
-    synth = Task(id=f"0.{i}", parent="0", depth=1, kind=Kind.SYNTHESIZE, title=task(i).title)
-    return ThinkRequest(
-        purpose=PURPOSE, task=synth, allowed=frozenset({ActionKind.ANSWER}), limits=LIMITS,
-        children=kids,
-    )  # fmt: skip
+    return ThinkRequest(purpose=PURPOSE, task=task, allowed=ANSWER, limits=limits, ancestry=(root,))
 
 
-@dataclass
 class Bare:
-    """A plain ORT GenAI generation loop: what the mind's loop is measured against."""
+    """A plain ORT GenAI guided loop, the purpose appended once: what the mind is measured
+    against. It loads the model a second time, so it is dropped after its comparison."""
 
-    mind: OnnxMind
+    def __init__(self, model: Path, context: int) -> None:
+        import onnxruntime_genai as og
 
-    @property
-    def rt(self) -> Any:
-        return self.mind._runtime
+        self.og, self.context = og, context
+        self.model = og.Model(og.Config(str(model)))
+        self.gen: Any = None
+        self.base = 0
 
-    def prompt_ids(self, step: ThinkRequest) -> tuple[Any, Any]:
-        system = prompts.system_prompt(step.purpose, step.purpose_title)
-        prefix, suffix = self.rt.chat(system)
-        body = prompts.task_prompt(step)
-        return self.rt.encode(prefix), self.rt.encode(body + suffix, continuation=True)
-
-    def generator(self, guided: bool) -> Any:
-        og = self.rt.og
-        params = og.GeneratorParams(self.rt.model)
-        params.set_search_options(max_length=self.mind.context)
-        if guided:
-            params.set_guidance("json_schema", guided_schema(LIMITS))
-        return og.Generator(self.rt.model, params)
-
-    def decode_rate(self, step: ThinkRequest, tokens: int, guided: bool) -> float:
-        prefix, body = self.prompt_ids(step)
-        gen = self.generator(guided)
-        gen.append_tokens(self.rt.np.concatenate([prefix, body]))
-        n, started = 0, time.perf_counter()
-        while n < tokens and not gen.is_done():
-            gen.generate_next_token()
-            gen.get_next_tokens()
-            n += 1
-        return n / (time.perf_counter() - started)
-
-    def first_token_s(self, step: ThinkRequest, *, cached: bool) -> float:
-        prefix, body = self.prompt_ids(step)
-        gen = self.generator(guided=True)
-        if cached:
-            gen.append_tokens(prefix)
-            base = gen.token_count()
+    def step(self, mind: BatchedMind, step: ThinkRequest, budget: int) -> tuple[float, int]:
+        """One step the way the mind runs it (its prompt and guidance): seconds, tokens."""
+        rt = mind._runtime
+        prefix, suffix = rt.chat(prompts.system_prompt(step.purpose, step.purpose_title))
+        if self.gen is None:  # the purpose is read once, then rewound to, as the mind does
+            params = self.og.GeneratorParams(self.model)
+            params.set_search_options(max_length=self.context)
+            params.set_guidance("json_schema", guided_schema(step.limits, allowed=step.allowed))
+            self.gen = self.og.Generator(self.model, params)
+            self.gen.append_tokens(rt.encode(prefix))
+            self.base = self.gen.token_count()
+        room = self.context - self.base - budget - 32 - rt.count(suffix)
+        body = rt.encode(prompts.task_prompt(step, room, rt.count) + suffix, continuation=True)
         started = time.perf_counter()
-        gen.append_tokens(body if cached else self.rt.np.concatenate([prefix, body]))
-        gen.generate_next_token()
-        elapsed = time.perf_counter() - started
-        if cached:
-            gen.rewind_to(base)
-        return elapsed
-
-    def prefill_s(self, step: ThinkRequest, *, chunked: bool) -> tuple[float, float]:
-        """A cold prompt (purpose and task) in one native call, or in the mind's chunks:
-        seconds of wall time and of this process's CPU time."""
-        prefix, body = self.prompt_ids(step)
-        ids = self.rt.np.concatenate([prefix, body])
-        gen = self.generator(guided=True)
-        wall, cpu = time.perf_counter(), time.process_time()
-        if chunked:
-            _append_chunked(gen, ids, _Pacer(CHUNK_S))
-        else:
-            gen.append_tokens(ids)
-        return time.perf_counter() - wall, time.process_time() - cpu
-
-    def step_s(self, step: ThinkRequest, budget: int) -> tuple[float, int]:
-        """A whole guided step, the way the mind runs it, as a bare loop: seconds, tokens."""
-        prefix, body = self.prompt_ids(step)
-        gen = self.generator(guided=True)
-        gen.append_tokens(prefix)
-        base = gen.token_count()
-        started = time.perf_counter()
-        gen.append_tokens(body)
+        self.gen.append_tokens(body)
         n = 0
-        while n < budget and not gen.is_done():
-            gen.generate_next_token()
-            gen.get_next_tokens()
+        while n < budget and not self.gen.is_done():
+            self.gen.generate_next_token()
             n += 1
         elapsed = time.perf_counter() - started
-        gen.rewind_to(base)
+        self.gen.rewind_to(self.base)
         return elapsed, n
 
 
-def rss_mb() -> float:
-    """Resident memory of this process now, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def slots_rate(mind: OnnxMind, slots: int, steps_per_slot: int) -> float:
+def slots_rate(mind: BatchedMind, slots: int, steps_per_slot: int, limits: Limits) -> float:
     """Aggregate generated tokens/s with `slots` threads thinking at once."""
     before = mind.usage.generated_tokens
     errors: list[BaseException] = []
@@ -191,7 +110,7 @@ def slots_rate(mind: OnnxMind, slots: int, steps_per_slot: int) -> float:
     def run(slot: int) -> None:
         try:
             for k in range(steps_per_slot):
-                mind.think(work_step(100 * slot + k))
+                mind.think(work_step(1000 + 100 * slot + k, limits))
         except BaseException as exc:
             errors.append(exc)
 
@@ -207,172 +126,192 @@ def slots_rate(mind: OnnxMind, slots: int, steps_per_slot: int) -> float:
     return (mind.usage.generated_tokens - before) / elapsed
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def measure(
-    model: Path, decode_tokens: int, steps: int, max_new: int, rounds: int
-) -> dict[str, Any]:
-    """Each comparison alternates its two sides for `rounds` rounds and keeps the medians,
-    so load from other processes on the machine falls on both sides alike."""
-    base_rss = rss_mb()
-    mind = make_onnx_mind(model, max_new_tokens=max_new)
-    loaded_rss = rss_mb()
-    bare = Bare(mind)
-    out: dict[str, Any] = {"model": str(model), "max_new_tokens": max_new, "rounds": rounds}
-    prefix, body = bare.prompt_ids(work_step(0))
-    out["purpose_tokens"], out["task_tokens"] = len(prefix), len(body)
-    out["synthesis_task_tokens"] = len(bare.prompt_ids(synthesis_step(0))[1])
-
-    bare.decode_rate(work_step(0), 8, guided=True)  # warm up the sessions and caches
-    unguided, guided = [], []
-    for _ in range(rounds):
-        unguided.append(bare.decode_rate(work_step(0), decode_tokens, guided=False))
-        guided.append(bare.decode_rate(work_step(0), decode_tokens, guided=True))
-    out["decode_tokens_per_s"] = {
-        "unguided": median(unguided),
-        "guided": median(guided),
-        "ratio": median(guided) / median(unguided),
+def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": str(model), "max_new_tokens": args.max_new_tokens}
+    counts = [int(c) for c in args.slots.split(",")]
+    base_rss = memory.rss_bytes()
+    mind = make_batched_mind(
+        model, max_new_tokens=args.max_new_tokens, slots=max(counts), context=args.context
+    )
+    plan = mind.memory
+    out["plan"] = {
+        "model_mb": plan.model_bytes / MB,
+        "kv_kb_per_token": plan.kv_bytes_per_token / 1024,
+        "context": plan.context,
+        "kv_mb_per_slot": plan.slot_bytes / MB,
+        "describe": plan.describe(),
     }
+    out["memory_mb"] = {"model_loaded": (memory.rss_bytes() - base_rss) / MB}
+    rt = mind._runtime
+    prefix = rt.encode(rt.chat(prompts.system_prompt(PURPOSE, ""))[0])
+    out["purpose_tokens"] = len(prefix)
 
-    ttft: dict[str, Any] = {}
-    for name, make in (("work", work_step), ("synthesis", synthesis_step)):
-        cold, warm = [], []
-        for i in range(rounds):
-            cold.append(bare.first_token_s(make(i), cached=False))
-            warm.append(bare.first_token_s(make(i), cached=True))
-        ttft[name] = {"cold_s": median(cold), "cached_s": median(warm)}
-        ttft[name]["speedup"] = ttft[name]["cold_s"] / ttft[name]["cached_s"]
-    # The mind itself: its first step prefills the purpose, the next ones reuse it.
+    # Time to first token: the first step reads the purpose, the next ones reuse it.
     mind.think(work_step(0))
-    mind_cold = mind.last.prefill_s
-    mind_warm = []
-    for i in range(1, 1 + rounds):
+    cold = mind.last.prefill_s
+    out["task_tokens"] = mind.last.prefilled_tokens - len(prefix)
+    warm = []
+    for i in range(1, 1 + args.rounds):
         mind.think(work_step(i))
-        mind_warm.append(mind.last.prefill_s)
-    ttft["mind"] = {"cold_s": mind_cold, "cached_s": median(mind_warm)}
-    ttft["mind"]["speedup"] = mind_cold / ttft["mind"]["cached_s"]
-    out["first_token"] = ttft
+        warm.append(mind.last.prefill_s)
+    out["first_token"] = {
+        "cold_s": cold,
+        "cached_s": statistics.median(warm),
+        "speedup": cold / statistics.median(warm),
+    }
+    out["memory_mb"]["one_slot_running"] = (memory.rss_bytes() - base_rss) / MB
+    print(json.dumps(out["first_token"]), file=sys.stderr, flush=True)
 
-    # Prefill in chunks of CHUNK_S (what keeps the heartbeat alive) vs one native call.
-    sides: dict[str, list[tuple[float, float]]] = {"one_call": [], "chunked": []}
-    for i in range(rounds):
-        sides["one_call"].append(bare.prefill_s(work_step(i), chunked=False))
-        sides["chunked"].append(bare.prefill_s(work_step(i), chunked=True))
-    prefill: dict[str, Any] = {"chunk_s": CHUNK_S}
-    for side, runs in sides.items():
-        prefill[side] = {
-            "wall_s": median([w for w, _ in runs]),
-            "cpu_s": median([c for _, c in runs]),
+    # The mind's step vs a bare GenAI loop on the same prompt and guidance, alternated.
+    if not args.no_bare:
+        bare = Bare(model, mind.context)
+        bare.step(mind, work_step(0), 8)  # warm up its session
+        mind_rates, bare_rates = [], []
+        for i in range(10, 10 + args.rounds):
+            mind.think(work_step(i))
+            mind_rates.append(
+                mind.last.generated_tokens / (mind.last.prefill_s + mind.last.decode_s)
+            )
+            seconds, tokens = bare.step(mind, work_step(i), args.max_new_tokens)
+            bare_rates.append(tokens / seconds)
+        del bare
+        out["step_tokens_per_s"] = {
+            "mind": statistics.median(mind_rates),
+            "bare_genai": statistics.median(bare_rates),
+            "ratio": statistics.median(mind_rates) / statistics.median(bare_rates),
         }
-    prefill["wall_ratio"] = prefill["one_call"]["wall_s"] / prefill["chunked"]["wall_s"]
-    prefill["cpu_ratio"] = prefill["one_call"]["cpu_s"] / prefill["chunked"]["cpu_s"]
-    out["prefill_chunked"] = prefill
+        print(json.dumps(out["step_tokens_per_s"]), file=sys.stderr, flush=True)
 
-    # The mind's whole step vs the bare loop on the same prompt, same guidance, no steering.
-    mind_rates, bare_rates = [], []
-    for i in range(10, 10 + steps):
-        mind.think(work_step(i))
-        mind_rates.append(mind.last.generated_tokens / (mind.last.prefill_s + mind.last.decode_s))
-        seconds, tokens = bare.step_s(work_step(i), max_new)
-        bare_rates.append(tokens / seconds)
-    out["step_tokens_per_s"] = {
-        "mind": median(mind_rates),
-        "bare": median(bare_rates),
-        "ratio": median(mind_rates) / median(bare_rates),
-    }
-    # Steering (only some actions allowed) masks logits for the first few tokens.
-    answer_only = frozenset({ActionKind.ANSWER})
-    mind.think(work_step(0, answer_only))  # its masks are computed once, then cached
-    steered = []
-    for i in range(20, 20 + steps):
-        mind.think(work_step(i, answer_only))
-        steered.append(mind.last.generated_tokens / (mind.last.prefill_s + mind.last.decode_s))
-    out["step_tokens_per_s"]["mind_answer_only"] = median(steered)
-
-    rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
-    rates[1].append(slots_rate(mind, 1, 4))
-    one_slot_rss = rss_mb()
-    for r in range(rounds):
-        for count in rates:
-            if r or count > 1:
-                rates[count].append(slots_rate(mind, count, max(1, 4 // count)))
-    slots: dict[str, Any] = {str(k): median(v) for k, v in rates.items()}
-    slots["ratio_4_vs_1"] = slots["4"] / slots["1"]
+    # Slots: every count thinks `steps` steps per slot at once; memory after each count.
+    decoder = mind._batcher.decoder
+    rates: dict[int, list[float]] = {c: [] for c in counts}
+    rss: dict[int, float] = {}
+    for r in range(args.slot_rounds):
+        for c in counts:
+            rates[c].append(slots_rate(mind, c, args.steps, LIMITS))
+            rss.setdefault(c, memory.rss_bytes() / MB)
+            print(f"slots {c} round {r}: {rates[c][-1]:.2f} tok/s", file=sys.stderr, flush=True)
+    slots: dict[str, Any] = {str(c): statistics.median(v) for c, v in rates.items()}
+    for c in counts[1:]:
+        slots[f"ratio_{c}_vs_{counts[0]}"] = slots[str(c)] / slots[str(counts[0])]
+    slots["rows_per_decode_call"] = decoder.rows_stepped / max(decoder.steps, 1)
+    slots["longest_native_call_s"] = decoder.longest_call_s
     out["slots_tokens_per_s"] = slots
-    out["memory_mb"] = {
-        "model_only": loaded_rss - base_rss,
-        "with_one_slot": one_slot_rss - base_rss,
-        "added_by_4_slots": rss_mb() - one_slot_rss,
-    }
+    used = max(decoder.lengths) * plan.kv_bytes_per_token / MB  # the longest row's KV
+    first, last = counts[0], counts[-1]
+    per_slot = (rss[last] - rss[first]) / (last - first) if last > first else 0.0
+    out["memory_mb"].update(
+        {
+            "rss_by_slots": {str(c): v - base_rss / MB for c, v in rss.items()},
+            "per_added_slot": per_slot,
+            "kv_used_per_slot": used,
+            "per_added_slot_vs_kv_used": per_slot / used if used else None,
+            "per_added_slot_vs_kv_reserved": per_slot / (plan.slot_bytes / MB),
+        }
+    )
     out["retries"] = mind.usage.retries
     mind.close()
     return out
 
 
-def report(r: dict[str, Any]) -> str:
-    d, f, st = r["decode_tokens_per_s"], r["first_token"], r["step_tokens_per_s"]
-    sl, mem = r["slots_tokens_per_s"], r["memory_mb"]
-    lines = [
-        f"model {r['model']}: purpose {r['purpose_tokens']} tokens, task {r['task_tokens']}, "
-        f"synthesis task {r['synthesis_task_tokens']}; medians of {r['rounds']} rounds",
-        f"decode tokens/s   unguided {d['unguided']:.1f}   guided {d['guided']:.1f}   "
-        f"guided/unguided {d['ratio']:.2f}",
-    ]
-    for name in ("work", "synthesis", "mind"):
-        x = f[name]
-        lines.append(
-            f"first token ({name:9}) cold {x['cold_s'] * 1000:9.1f} ms   purpose cached "
-            f"{x['cached_s'] * 1000:8.1f} ms   speedup {x['speedup']:.1f}x"
+# The 5-step comparison and the PSS measurement run minds in child processes.
+_CHILD = r"""
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from scripts.bench_mind import work_step, LIMITS
+from swarm import memory
+from swarm.minds.batched import make_batched_mind
+model, slots, steps = sys.argv[2], int(sys.argv[3]), [int(s) for s in sys.argv[4].split(",") if s]
+context, new_tokens = int(sys.argv[5]), int(sys.argv[6])
+mind = make_batched_mind(model, slots=slots, context=context, max_new_tokens=new_tokens)
+print("LOADED", flush=True)
+sys.stdin.readline()
+started = time.perf_counter()
+todo = list(steps)
+lock = threading.Lock()
+def run():
+    while True:
+        with lock:
+            if not todo:
+                return
+            i = todo.pop(0)
+        mind.think(work_step(i, LIMITS))
+threads = [threading.Thread(target=run) for _ in range(slots)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("DONE", json.dumps({"s": time.perf_counter() - started, "rss": memory.rss_bytes(),
+      "pss": memory.pss_bytes(), "tokens": mind.usage.generated_tokens}), flush=True)
+"""
+
+
+def _children(args: argparse.Namespace, model: Path, plans: list[tuple[int, str]]) -> list[Any]:
+    """Start one child per (slots, steps) plan, wait until all have loaded, start them
+    together; their DONE records (seconds, RSS, PSS, tokens)."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                str(ROOT),
+                str(model),
+                str(slots),
+                steps,
+                str(args.context or 2048),
+                str(args.max_new_tokens),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    p = r["prefill_chunked"]
-    lines.append(
-        f"cold prefill      one call {p['one_call']['wall_s']:.2f} s   in {p['chunk_s']} s "
-        f"chunks {p['chunked']['wall_s']:.2f} s   speed kept {p['wall_ratio']:.2f} "
-        f"(CPU time {p['cpu_ratio']:.2f})"
-    )
-    lines.append(
-        f"step tokens/s     mind {st['mind']:.1f}   bare loop {st['bare']:.1f}   "
-        f"mind/bare {st['ratio']:.2f}   (answer-only, steered: {st['mind_answer_only']:.1f})"
-    )
-    lines.append(
-        "slots, aggregate  "
-        + "   ".join(f"{k}: {sl[k]:.1f} tok/s" for k in ("1", "2", "4"))
-        + f"   4 vs 1 {sl['ratio_4_vs_1']:.2f}"
-    )
-    lines.append(
-        f"memory            model {mem['model_only']:.0f} MB, running one slot "
-        f"{mem['with_one_slot']:.0f} MB; going to 4 slots added {mem['added_by_4_slots']:.0f} MB"
-    )
-    lines.append(f"retries           {r['retries']} (a retry would blur the step figures)")
-    return "\n".join(lines)
+        for slots, steps in plans
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().startswith("LOADED")
+    started = time.perf_counter()
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.flush()
+    done = []
+    for p in procs:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        done.append(json.loads(line.split(" ", 1)[1]))
+        p.wait()
+    wall = time.perf_counter() - started
+    for d in done:
+        d["wall_s"] = wall
+    return done
 
 
-def prefill_sweep(model: Path, sizes: list[int], rounds: int, tokens: int) -> dict[str, Any]:
-    """CPU seconds to prefill the first `tokens` of the cold work prompt in one call and in
-    chunks of each size, alternated for `rounds` rounds (medians): what one native call
-    costs over its tokens. CPU time, not wall time, so other load on the machine falls out."""
-    mind = make_onnx_mind(model)
-    bare = Bare(mind)
-    prefix, body = bare.prompt_ids(work_step(0))
-    ids = bare.rt.np.concatenate([prefix, body])[:tokens]
-    cpu: dict[int, list[float]] = {0: [], **{n: [] for n in sizes}}
-    for _ in range(rounds):
-        for n in cpu:
-            gen = bare.generator(guided=True)
-            began = time.process_time()
-            for start in range(0, len(ids), n or len(ids)):
-                gen.append_tokens(ids[start : start + (n or len(ids))])
-            cpu[n].append(time.process_time() - began)
-            del gen
-    one = median(cpu[0])
-    out: dict[str, Any] = {"model": str(model), "prompt_tokens": len(ids), "one_call_cpu_s": one}
-    out["chunks"] = {
-        str(n): {"cpu_s": median(cpu[n]), "ratio": one / median(cpu[n])} for n in sizes
+def tasks(args: argparse.Namespace, model: Path) -> dict[str, Any]:
+    """5 steps: one process of 4 slots vs 4 processes of 1 slot (steps dealt round-robin)."""
+    steps = list(range(2000, 2005))
+    one = _children(args, model, [(4, ",".join(map(str, steps)))])[0]
+    dealt = [",".join(str(s) for s in steps[k::4]) for k in range(4)]
+    four = _children(args, model, [(1, d) for d in dealt])
+    wall_four = four[0]["wall_s"]
+    return {
+        "one_process_4_slots_s": one["wall_s"],
+        "four_processes_1_slot_s": wall_four,
+        "speedup": wall_four / one["wall_s"],
+        "one_process_rss_mb": one["rss"] / MB,
+        "four_processes_rss_mb": sum(d["rss"] for d in four) / MB,
+        "four_processes_pss_mb": sum(d["pss"] for d in four) / MB,
     }
-    mind.close()
-    return out
+
+
+def pss(args: argparse.Namespace, model: Path) -> dict[str, Any]:
+    """N processes holding the model at once (prepacked at load), measured while all are up."""
+    done = _children(args, model, [(1, "")] * args.pss)  # loaded, no step: the weights alone
+    return {
+        "processes": args.pss,
+        "rss_mb_each": [d["rss"] / MB for d in done],
+        "pss_mb_each": [d["pss"] / MB for d in done],
+        "pss_mb_total": sum(d["pss"] for d in done) / MB,
+        "model_file_mb": sum(p.stat().st_size for p in model.glob("*.onnx*")) / MB,
+    }
 
 
 def model_for(size: str) -> Path:
@@ -392,26 +331,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="an ORT GenAI model folder")
     parser.add_argument("--size", default="tiny", help="random model to build when no --model")
-    parser.add_argument("--decode-tokens", type=int, default=256, help="tokens per decode run")
-    parser.add_argument("--steps", type=int, default=4, help="steps per comparison")
+    parser.add_argument("--slots", default="1,2,4,8", help="slot counts to compare")
+    parser.add_argument("--steps", type=int, default=1, help="steps per slot per slot count")
     parser.add_argument("--rounds", type=int, default=3, help="repeats of each comparison")
+    parser.add_argument("--slot-rounds", type=int, default=1, help="repeats of the slot counts")
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument(
-        "--prefill-sweep",
-        metavar="N,N",
-        help="only: CPU time of a cold prefill in one call vs in chunks of N tokens",
-    )
-    parser.add_argument("--prefill-tokens", type=int, default=256, help="for --prefill-sweep")
+    parser.add_argument("--context", type=int, help="KV cache per slot (default: the mind's)")
+    parser.add_argument("--no-bare", action="store_true", help="skip the GenAI comparison")
+    parser.add_argument("--tasks", action="store_true", help="5 steps: 4 slots vs 4 processes")
+    parser.add_argument("--pss", type=int, default=0, help="PSS of this many processes")
+    parser.add_argument("--only", choices=("tasks", "pss"), help="run only that part")
+    parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     model = args.model or model_for(args.size)
-    if args.prefill_sweep:
-        sizes = [int(n) for n in args.prefill_sweep.split(",")]
-        result = prefill_sweep(model, sizes, args.rounds, args.prefill_tokens)
-        print(json.dumps(result, indent=2))
-        return 0
-    result = measure(model, args.decode_tokens, args.steps, args.max_new_tokens, args.rounds)
-    print(json.dumps(result, indent=2) if args.json else report(result))
+    result: dict[str, Any] = {"command": " ".join(sys.argv)}
+    if args.only is None:
+        result.update(measure(args, model))
+    if args.tasks or args.only == "tasks":
+        result["five_steps"] = tasks(args, model)
+    if args.pss:
+        result["pss"] = pss(args, model)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
     return 0
 
 

@@ -199,6 +199,7 @@ def worker(
         the_mind = make_mind_waiting(mind, model=model, slots=slots, say=say)
     else:
         the_mind = make_mind(mind, model=model, slots=slots)
+    _say_memory(the_mind)
     config = WorkerConfig(
         swarm_id=swarm_id,
         slots=slots,
@@ -236,6 +237,24 @@ def _serve_metrics(metrics: Any, worker_id: str, mind: str, host: str, port: int
     except OSError as exc:
         raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from None
     console.print(f"metrics of {worker_id} on http://{host}:{bound}/metrics", markup=False)
+
+
+def _say_memory(mind: object) -> None:
+    """What the model and each slot take, and a warning when the slots cannot fit."""
+    from swarm import memory
+
+    plan = getattr(mind, "memory", None)
+    if plan is None:  # a mind that holds no model here
+        return
+    click.echo(f"{getattr(mind, 'name', 'mind')} mind: {plan.describe()}", err=True)
+    # The model is loaded by now; the KV cache grows as the slots' sequences do.
+    short = memory.shortfall(plan.slots * plan.slot_bytes, memory.available_bytes())
+    if short:
+        click.echo(
+            f"warning: {plan.slots} slot(s) of {plan.context} tokens {short}; "
+            "lower --slots or the mind's context (onnx:?context=N), or give it more memory",
+            err=True,
+        )
 
 
 def _code_runner(settings: RedisSettings) -> Callable[[str], Any] | None:

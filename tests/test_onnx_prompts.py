@@ -126,3 +126,10 @@ def test_fit_text_meets_the_budget() -> None:
     fitted = prompts.fit_text(text, 50, words)
     assert words(fitted) <= 50
     assert fitted.startswith("w0 w1")
+
+
+def test_fit_text_ends_when_the_budget_is_below_the_cut_markers_size() -> None:
+    # Counting characters, a budget of 3 is smaller than the marker itself: the old loop cut
+    # the text to the marker alone and went round forever.
+    assert prompts.fit_text("water " * 400, 3, len) == ""
+    assert prompts.fit_text("water " * 400, 0, len) == ""

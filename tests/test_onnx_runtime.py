@@ -63,7 +63,8 @@ def test_dml_on_this_machine_is_one_clear_line(tiny_model: Path) -> None:  # noq
     og = pytest.importorskip("onnxruntime_genai")
     if "dml" in runtime.available_providers(og):
         pytest.skip("this install has DirectML")
-    with pytest.raises(ModelError, match=r"^provider 'dml' is not available .*swarm\[directml\]"):
+    hint = r"^provider 'dml' is not available .*swarm-blackboard\[directml\]"
+    with pytest.raises(ModelError, match=hint):
         make_onnx_mind(tiny_model, provider="dml")
 
 

@@ -21,10 +21,13 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.parametrize(("workers", "slots"), [(2, 1), (1, 4)])
 def test_swarm_up_with_the_tiny_model(
     tiny_model: Path,  # noqa: F811
     redis_url: str,
     tmp_path: Path,
+    workers: int,
+    slots: int,
 ) -> None:
     env = {**os.environ, "SWARM_HOME": str(tmp_path)}
     proc = subprocess.run(
@@ -35,7 +38,9 @@ def test_swarm_up_with_the_tiny_model(
             "up",
             str(ROOT / "examples" / "purpose.md"),
             "--workers",
-            "2",
+            str(workers),
+            "--slots",
+            str(slots),
             "--model",
             str(tiny_model),
             "--redis",

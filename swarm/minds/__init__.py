@@ -28,10 +28,11 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
     """Build a mind from its spec.
 
     - `sim:branch=3,depth=2,think=0.05,fail=0.1,seed=1,code=1` (tests and benchmarks)
-    - `onnx` or `onnx:/path/to/model?provider=auto&threads=4&max_new_tokens=512&context=4096`
-      (Phi-3 through ONNX Runtime GenAI; the default; provider is dml, cuda, cpu or
-      auto, the best the installed runtime has; `chunk_s=1.0`: about how long one call
-      into the model may take, which a renewal or a stop may have to wait out)
+    - `onnx` or `onnx:/path/to/model?engine=auto&provider=auto&threads=4&max_new_tokens=512`
+      (Phi-3 through ONNX Runtime; the default; `engine`: see `_batched`; provider is dml,
+      cuda, cpu or auto, the best the installed runtime has; `context=N`: the KV cache per
+      slot; `chunk_s=1.0` (genai engine): about how long one call into the model may take,
+      which a renewal or a stop may have to wait out)
     - `openai:http://host:port/v1#model-name` (an OpenAI-compatible server)
     """
     kind, _, rest = (spec or "onnx").partition(":")
@@ -43,18 +44,34 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
         except ValueError as exc:
             raise MindSpecError(str(exc)) from None
     if kind == "onnx":
-        from swarm.minds.onnx import CHUNK_S, DEFAULT_MAX_NEW_TOKENS, make_onnx_mind
         from swarm.models import find_model
 
         path, _, query = rest.partition("?")
         opts = _onnx_options(query)
+        folder = str(find_model(path or model))
+        provider = str(opts.get("provider", "auto"))
+        threads = _int_or_none(opts.get("threads"))
+        context = _int_or_none(opts.get("context"))
+        engine = str(opts.get("engine", "auto"))
+        if _batched(engine, provider, folder):
+            from swarm.minds.batched import DEFAULT_MAX_NEW_TOKENS, make_batched_mind
+
+            return make_batched_mind(
+                folder,
+                slots=slots,
+                threads=threads,
+                max_new_tokens=int(opts.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
+                context=context,
+            )
+        from swarm.minds.onnx import CHUNK_S, DEFAULT_MAX_NEW_TOKENS, make_onnx_mind
+
         return make_onnx_mind(
-            str(find_model(path or model)),
+            folder,
             slots=slots,
-            provider=str(opts.get("provider", "auto")),
-            threads=_int_or_none(opts.get("threads")),
+            provider=provider,
+            threads=threads,
             max_new_tokens=int(opts.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
-            context=_int_or_none(opts.get("context")),
+            context=context,
             chunk_s=float(opts.get("chunk_s", CHUNK_S)),
         )
     if kind == "openai":
@@ -98,13 +115,47 @@ def make_mind_waiting(
         return mind
 
 
+ENGINES = ("auto", "batch", "genai")
+
 _ONNX_OPTIONS: dict[str, type] = {
+    "engine": str,
     "provider": str,
     "threads": int,
     "max_new_tokens": int,
     "context": int,
     "chunk_s": float,
 }
+
+
+def _batched(engine: str, provider: str, folder: str) -> bool:
+    """Which engine runs an onnx mind. `batch` (swarm.minds.batched): slots decoded together
+    through ONNX Runtime, on the CPU. `genai` (swarm.minds.onnx): ORT GenAI's own generator,
+    slots taking turns; what GPUs (CUDA, DirectML, WinML) and the 0.13/0.14 runtimes run on.
+    `auto`: batch where the CPU is the provider and its packages are installed, else genai."""
+    if engine not in ENGINES:
+        known = ", ".join(ENGINES)
+        raise MindSpecError(f"onnx mind: engine must be one of {known}, not {engine!r}")
+    if engine != "auto":
+        return engine == "batch"
+    if provider not in ("auto", "cpu"):
+        return False
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("onnxruntime", "llguidance")):
+        return False
+    if provider == "cpu":
+        return True
+    from pathlib import Path
+
+    from swarm.minds import runtime
+
+    try:
+        og = runtime.import_og()
+    except Exception:  # the genai engine then says what is missing, in one line
+        return False
+    available = runtime.available_providers(og)
+    built_for = runtime.model_providers(Path(folder))
+    return runtime.choose_provider("auto", available, built_for) == "cpu"
 
 
 def _onnx_options(query: str) -> dict[str, str | int | float]:

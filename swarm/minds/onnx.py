@@ -58,7 +58,7 @@ _NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
 # About how long one native call may take: a renewal, a signal or an interrupt waits for
 # the call in progress. Each call costs some CPU beyond its tokens: on Phi-3-mini, 16-token
 # chunks (about a second each on 2 cores) prefill at 0.97 of one call's speed, 8-token
-# ones at 0.88 (`scripts/bench_mind.py --prefill-sweep 32,16,8`).
+# ones at 0.88 (`scripts/bench_genai.py --prefill-sweep 32,16,8`).
 CHUNK_S = 1.0
 log = logging.getLogger("swarm.minds.onnx")
 _FIRST_CHUNK = 4  # tokens, before the pace is known (a fraction of a second on mini)

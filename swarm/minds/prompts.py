@@ -136,7 +136,9 @@ def fit_text(text: str, budget: int, count: Counter) -> str:
     while tokens > budget and text:
         # Cut in proportion to the overflow, a little more so the loop ends in a few rounds.
         keep = int(len(text) * budget / tokens * 0.95)
-        text = trim_middle(text, keep) if keep > 0 else ""
+        cut = trim_middle(text, keep) if keep > 0 else ""
+        # A budget below the cut marker's own size leaves only the marker, every round.
+        text = cut if len(cut) < len(text) else ""
         tokens = count(text)
     return text
 
