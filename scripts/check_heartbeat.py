@@ -149,6 +149,8 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
     purpose = long_purpose(args.words, args.lease)
     board = Board.seed(client, purpose, swarm_id=f"check-heartbeat-{time.time_ns()}")
     mind = f"onnx:{model}?context={args.context}"
+    if args.engine != "auto":  # (a tree from before the engines knows no such option)
+        mind += f"&engine={args.engine}"
     if args.threads:
         mind += f"&threads={args.threads}"
     if getattr(args, "chunk_s", None):
@@ -241,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="model threads (fewer: slower prefill)")
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--chunk-s", type=float, help="the onnx mind's chunk_s (default its own)")
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "batch", "genai"),
+        default="auto",
+        help="the onnx mind's engine (genai: the one whose calls hold the GIL)",
+    )
     parser.add_argument("--context", type=int, default=4096, help="purpose gets half")
     parser.add_argument("--words", type=int, default=1400, help="purpose length in words")
     parser.add_argument("--term-after", type=float, help="seconds held before SIGTERM")

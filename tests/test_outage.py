@@ -135,6 +135,10 @@ class GatedMind:
         self.gate.wait(30)
         return self.inner.think(request)
 
+    def interrupt(self) -> None:
+        self.gate.set()
+        self.inner.interrupt()
+
     def close(self) -> None:
         self.gate.set()
 

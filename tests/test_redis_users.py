@@ -26,7 +26,7 @@ from scripts._servers import free_port
 from swarm.board import Board
 from swarm.config import RedisSettings, connect
 from swarm.minds.sim import SimMind, parse_sim_spec
-from swarm.sandbox.client import runner_factory
+from swarm.sandbox.client import executors_serving, runner_factory
 from swarm.worker import Worker, WorkerConfig
 from tests.conftest import make_purpose
 
@@ -159,6 +159,11 @@ def test_each_role_does_its_job_and_nothing_else(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        # Code is offered only once an executor serves the queue (RQ's worker registry).
+        deadline = time.monotonic() + 60
+        while executors_serving(admin, queue) == 0:
+            assert executor.poll() is None and time.monotonic() < deadline, "no executor"
+            time.sleep(0.1)
         worker = Worker(
             server.client("worker"),
             SimMind(parse_sim_spec("branch=2,depth=1,code=1")),
