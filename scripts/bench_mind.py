@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from swarm import memory  # noqa: E402
 from swarm.minds import prompts  # noqa: E402
-from swarm.minds.batched import BatchedMind, guided_schema, make_batched_mind  # noqa: E402
+from swarm.minds.batched import BatchedMind, make_batched_mind  # noqa: E402
+from swarm.minds.onnx import guided_schema  # noqa: E402
 from swarm.protocol import ActionKind, Limits, ThinkRequest  # noqa: E402
 from swarm.task import Kind, Task  # noqa: E402
 

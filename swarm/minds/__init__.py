@@ -54,7 +54,8 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
         context = _int_or_none(opts.get("context"))
         engine = str(opts.get("engine", "auto"))
         if _batched(engine, provider, folder):
-            from swarm.minds.batched import DEFAULT_MAX_NEW_TOKENS, make_batched_mind
+            from swarm.minds.batched import make_batched_mind
+            from swarm.minds.onnx import DEFAULT_MAX_NEW_TOKENS
 
             return make_batched_mind(
                 folder,

@@ -39,7 +39,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,43 +47,32 @@ from swarm import memory
 from swarm.minds import prompts
 from swarm.minds.base import Interrupted, MindError
 from swarm.minds.decoder import EXECUTION_PROVIDERS, Decoder, DecoderInterrupted
+from swarm.minds.onnx import (  # what both engines share: limits, schemas, accounting
+    _NOTE_ROOM,
+    _TASK_SLOT,
+    DEFAULT_MAX_NEW_TOKENS,
+    MIN_NEW_TOKENS,
+    PHI3_TEMPLATE,
+    Usage,
+    _Attempt,
+    _parses,
+    guided_schema,
+    tight_limits,
+)
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
-    ActionKind,
     InvalidAction,
     Limits,
     ThinkRequest,
     Thought,
-    action_schema,
     parse_action,
 )
 
-DEFAULT_MAX_NEW_TOKENS = 512
 # The KV cache a slot gets unless `context` says otherwise: a purpose of up to half of it,
 # a task, and an answer. The model's own window (4k for Phi-3-mini) would cost twice the
 # memory per slot for prompts a swarm's steps do not reach.
 DEFAULT_CONTEXT = 2048
-MIN_NEW_TOKENS = 128  # room for the smallest split, with tight bounds
-_NOTE_ROOM = 32  # tokens kept free for the note a retry adds to its prompt
 PROVIDERS = tuple(EXECUTION_PROVIDERS)
-ALL_ACTIONS = frozenset(ActionKind)
-
-# Where the task goes when the chat template is rendered once per purpose; what comes
-# before it is the cached prefix, what comes after it ends every task prompt.
-_TASK_SLOT = "⟦swarm-task⟧"
-
-# Phi-3's own format, for model folders that carry no chat template.
-PHI3_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
-
-# Printable ASCII, tab and newline: in JSON each costs at most two bytes (`\"`, `\n`), and
-# llguidance only allows the short escapes, so at most two tokens.
-_TIGHT_PATTERN = "^[\\t\\n -~]*$"
-_TIGHT_TOKENS_PER_CHAR = 2
 
 
 def _import_og() -> Any:
@@ -94,95 +83,6 @@ def _import_og() -> Any:
             "the onnx mind needs onnxruntime-genai: pip install 'swarm[onnx]'"
         ) from None
     return og
-
-
-def guided_schema(
-    limits: Limits, *, tight: bool = False, allowed: frozenset[ActionKind] = ALL_ACTIONS
-) -> str:
-    """The guidance JSON schema: the allowed actions, compact; tight = ASCII strings only."""
-    schema = action_schema(allowed, limits)
-    if tight:
-        _restrict_strings(schema)
-    schema["x-guidance"] = {"whitespace_flexible": False}
-    return json.dumps(schema)
-
-
-def _restrict_strings(node: Any) -> None:
-    if isinstance(node, dict):
-        if node.get("type") == "string":
-            node["pattern"] = _TIGHT_PATTERN
-        for value in node.values():
-            _restrict_strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            _restrict_strings(value)
-
-
-def tight_limits(limits: Limits, budget: int) -> Limits:
-    """Bounds under which no action's JSON (ASCII strings) can need more than `budget` tokens."""
-    # Fewer subtasks when the budget is small: each costs JSON around its strings.
-    for kids in range(min(limits.max_children, 3), 0, -1):
-        # The fixed JSON around the strings, in bytes (a token is at least one byte).
-        frame = {
-            "answer": len('{"action":"answer","answer":"","confidence":"medium"}'),
-            "code": len('{"action":"code","code":"","why":""}'),
-            "split": len('{"action":"split","subtasks":[],"reason":""}')
-            + kids * len('{"title":"","detail":"","tags":[]},'),
-        }
-        # EOS, and the one character every field keeps even when scaled to nothing.
-        room = budget - 1 - max(frame.values()) - _TIGHT_TOKENS_PER_CHAR * (2 * kids + 1)
-        if room >= budget // 4:
-            break
-    if room <= 0:
-        raise ValueError(f"{budget} tokens cannot hold any action")
-    chars = {
-        "answer": limits.max_answer,
-        "code": limits.max_code + limits.max_reason,
-        "split": kids * (limits.max_title + limits.max_detail) + limits.max_reason,
-    }
-    scale = min(1.0, min(room / (_TIGHT_TOKENS_PER_CHAR * n) for n in chars.values()))
-
-    def cut(n: int) -> int:
-        return max(1, int(n * scale))
-
-    return replace(
-        limits,
-        max_children=kids,
-        max_title=cut(limits.max_title),
-        max_detail=cut(limits.max_detail),
-        max_answer=cut(limits.max_answer),
-        max_reason=cut(limits.max_reason),
-        max_code=cut(limits.max_code),
-        max_tags=0,
-    )
-
-
-@dataclass
-class Usage:
-    """Counters since the mind was made; `prefilled` < `prompt` is the KV cache at work."""
-
-    thinks: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0  # tokens the model read, purpose included, summed over attempts
-    prefilled_tokens: int = 0  # of those, how many it computed (the rest came from the cache)
-    generated_tokens: int = 0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-
-    def add(self, other: Usage) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-
-@dataclass
-class _Attempt:
-    text: str
-    prompt_tokens: int
-    prefilled_tokens: int
-    generated: int
-    finished: bool  # ended by the grammar, not by the token limit
-    prefill_s: float
-    decode_s: float
 
 
 class _Runtime:
@@ -649,14 +549,6 @@ class BatchedMind:
 
 def _model_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.onnx*") if p.is_file())
-
-
-def _parses(text: str, request: ThinkRequest) -> bool:
-    try:
-        parse_action(text, request.allowed, request.limits)
-    except InvalidAction:
-        return False
-    return True
 
 
 def make_batched_mind(

@@ -83,9 +83,11 @@ _TIGHT_PATTERN = "^[\\t\\n -~]*$"
 _TIGHT_TOKENS_PER_CHAR = 2
 
 
-def guided_schema(limits: Limits, *, tight: bool = False) -> str:
-    """The guidance JSON schema: every action, compact; tight = ASCII strings only."""
-    schema = action_schema(ALL_ACTIONS, limits)
+def guided_schema(
+    limits: Limits, *, tight: bool = False, allowed: frozenset[ActionKind] = ALL_ACTIONS
+) -> str:
+    """The guidance JSON schema: the allowed actions, compact; tight = ASCII strings only."""
+    schema = action_schema(allowed, limits)
     if tight:
         _restrict_strings(schema)
     schema["x-guidance"] = {"whitespace_flexible": False}
