@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from conftest_models import tiny_model_dir
 
 from swarm.board import Board, list_swarms
 from swarm.config import ConnectionFailed, RedisSettings, connect
@@ -46,7 +47,6 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = int(os.environ.get("SWARM_TEST_WORKERS", "4"))
-TINY_MODEL = Path(os.environ.get("SWARM_TEST_MODEL_DIR", REPO / ".models" / "tiny"))
 ROLES = ("admin", "worker", "executor", "reader")
 # Three children, each of three leaves; every leaf runs a line of Python in the executor.
 MIND = "sim:branch=3,depth=2,think=1,code=1"
@@ -244,7 +244,7 @@ def test_workers_without_a_model_wait_say_so_once_and_start_when_it_lands(stack:
     # What `docker compose run --rm model` does, with the tiny model for the 2.7 GB download:
     # a hidden folder, renamed when complete.
     stack.compose(
-        "run", "--rm", "-v", f"{TINY_MODEL}:/src:ro", "--entrypoint", "sh", "model", "-c",
+        "run", "--rm", "-v", f"{tiny_model_dir()}:/src:ro", "--entrypoint", "sh", "model", "-c",
         "mkdir -p /swarm/models/.p/cpu && cp -r /src /swarm/models/.p/cpu/tiny"
         " && mv /swarm/models/.p /swarm/models/phi3-mini-4k-cpu",
     )  # fmt: skip
