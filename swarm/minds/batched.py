@@ -38,7 +38,6 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +48,12 @@ from swarm.minds.base import Interrupted, MindError
 from swarm.minds.decoder import EXECUTION_PROVIDERS, Decoder, DecoderInterrupted
 from swarm.minds.onnx import (  # what both engines share: limits, schemas, accounting
     _NOTE_ROOM,
-    _TASK_SLOT,
     DEFAULT_MAX_NEW_TOKENS,
     MIN_NEW_TOKENS,
-    PHI3_TEMPLATE,
     Usage,
     _Attempt,
     _parses,
+    _Text,
     guided_schema,
     tight_limits,
 )
@@ -85,7 +83,7 @@ def _import_og() -> Any:
     return og
 
 
-class _Runtime:
+class _Runtime(_Text):
     """The tokenizer, the chat format and the guidance vocabulary of one model folder."""
 
     def __init__(self, model_dir: str | Path) -> None:
@@ -116,41 +114,6 @@ class _Runtime:
         self.strip_bos = bos is not None and len(probe) > 1 and probe[0] == bos
         self._guidance: Any = None
         self._grammars: dict[str, Any] = {}
-
-    def encode(self, text: str, *, continuation: bool = False) -> Any:
-        ids = self.np.asarray(self.tokenizer.encode(text), dtype=self.np.int32)
-        if continuation and self.strip_bos and len(ids):
-            ids = ids[1:]
-        return ids
-
-    def count(self, text: str) -> int:
-        return len(self.tokenizer.encode(text))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(self.np.asarray(ids, dtype=self.np.int32)))
-
-    def chat(self, system: str) -> tuple[str, str]:
-        """(prefix, suffix): the prompt for a task is prefix + task + suffix."""
-        rendered = self._render(
-            [{"role": "system", "content": system}, {"role": "user", "content": _TASK_SLOT}]
-        )
-        if system not in rendered.split(_TASK_SLOT)[0]:
-            # Some templates (early Phi-3) drop the system message: the purpose then opens
-            # the user turn, which still keeps it in front of every task.
-            rendered = self._render([{"role": "user", "content": f"{system}\n\n{_TASK_SLOT}"}])
-        prefix, _, suffix = rendered.partition(_TASK_SLOT)
-        return prefix, suffix
-
-    def _render(self, messages: list[dict[str, str]]) -> str:
-        text = json.dumps(messages)
-        try:
-            return str(self.tokenizer.apply_chat_template(text, add_generation_prompt=True))
-        except RuntimeError:  # the folder has no chat template
-            return str(
-                self.tokenizer.apply_chat_template(
-                    text, template_str=PHI3_TEMPLATE, add_generation_prompt=True
-                )
-            )
 
     def matcher(self, schema: str) -> Any:
         """A fresh llguidance matcher for `schema` (its grammar compiled once per schema)."""

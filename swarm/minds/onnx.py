@@ -236,40 +236,13 @@ class _Attempt:
     decode_s: float
 
 
-class _Runtime:
-    """The loaded model and tokenizer, and what the mind derives from them once."""
+class _Text:
+    """Text to token ids and back, and the chat prompt around a task: what both engines'
+    runtimes do with the tokenizer (they set `tokenizer`, `np` and `strip_bos`)."""
 
-    def __init__(self, model_dir: str | Path, provider: str, threads: int | None) -> None:
-        self.og = runtime.import_og()
-        import numpy as np
-
-        self.np = np
-        self.folder = check_model_dir(model_dir)
-        available = runtime.available_providers(self.og)
-        built_for = runtime.model_providers(self.folder)
-        self.provider = runtime.choose_provider(provider, available, built_for)
-        config = _provider_config(self.og, self.folder, self.provider, threads)
-        try:
-            self.model = self.og.Model(config)
-            self.tokenizer = self.og.Tokenizer(self.model)
-        except Exception as exc:
-            raise ModelError(f"cannot load the model in {self.folder}: {exc}") from None
-        try:
-            genai = json.loads((self.folder / "genai_config.json").read_text())["model"]
-            self.context_length = int(genai["context_length"])
-            self.vocab_size = int(genai["vocab_size"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{self.folder}/genai_config.json lacks {exc}") from None
-        eos = genai.get("eos_token_id", [])
-        self.eos = frozenset(eos if isinstance(eos, list) else [eos])
-        bos = genai.get("bos_token_id")
-        probe = list(self.tokenizer.encode("a"))
-        # Sentencepiece tokenizers put a BOS in front of every encode; text appended
-        # mid-sequence must not carry one.
-        self.strip_bos = bos is not None and len(probe) > 1 and probe[0] == bos
-        self.features = runtime.probe_features(self.og, self.model, int(probe[-1]))
-        self._token_texts: list[str] | None = None
-        self._masks: dict[tuple[tuple[str, ...], str], Any] = {}
+    tokenizer: Any
+    np: Any
+    strip_bos: bool
 
     def encode(self, text: str, *, continuation: bool = False) -> Any:
         ids = self.np.asarray(self.tokenizer.encode(text), dtype=self.np.int32)
@@ -305,6 +278,42 @@ class _Runtime:
                     text, template_str=PHI3_TEMPLATE, add_generation_prompt=True
                 )
             )
+
+
+class _Runtime(_Text):
+    """The loaded model and tokenizer, and what the mind derives from them once."""
+
+    def __init__(self, model_dir: str | Path, provider: str, threads: int | None) -> None:
+        self.og = runtime.import_og()
+        import numpy as np
+
+        self.np = np
+        self.folder = check_model_dir(model_dir)
+        available = runtime.available_providers(self.og)
+        built_for = runtime.model_providers(self.folder)
+        self.provider = runtime.choose_provider(provider, available, built_for)
+        config = _provider_config(self.og, self.folder, self.provider, threads)
+        try:
+            self.model = self.og.Model(config)
+            self.tokenizer = self.og.Tokenizer(self.model)
+        except Exception as exc:
+            raise ModelError(f"cannot load the model in {self.folder}: {exc}") from None
+        try:
+            genai = json.loads((self.folder / "genai_config.json").read_text())["model"]
+            self.context_length = int(genai["context_length"])
+            self.vocab_size = int(genai["vocab_size"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{self.folder}/genai_config.json lacks {exc}") from None
+        eos = genai.get("eos_token_id", [])
+        self.eos = frozenset(eos if isinstance(eos, list) else [eos])
+        bos = genai.get("bos_token_id")
+        probe = list(self.tokenizer.encode("a"))
+        # Sentencepiece tokenizers put a BOS in front of every encode; text appended
+        # mid-sequence must not carry one.
+        self.strip_bos = bos is not None and len(probe) > 1 and probe[0] == bos
+        self.features = runtime.probe_features(self.og, self.model, int(probe[-1]))
+        self._token_texts: list[str] | None = None
+        self._masks: dict[tuple[tuple[str, ...], str], Any] = {}
 
     def token_texts(self) -> list[str]:
         """Each token's text, by id; decoded once, when steering first needs it."""
