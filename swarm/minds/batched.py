@@ -52,18 +52,15 @@ from swarm.minds.onnx import (  # what both engines share: limits, schemas, acco
     MIN_NEW_TOKENS,
     Usage,
     _Attempt,
-    _parses,
+    _retried,
     _Text,
     guided_schema,
-    tight_limits,
 )
 from swarm.models import ModelError, check_model_dir
 from swarm.protocol import (
-    InvalidAction,
     Limits,
     ThinkRequest,
     Thought,
-    parse_action,
 )
 
 # The KV cache a slot gets unless `context` says otherwise: a purpose of up to half of it,
@@ -421,27 +418,7 @@ class BatchedMind:
         return self._runtime.folder
 
     def think(self, request: ThinkRequest) -> Thought:
-        first = self._attempt(request, request.limits, tight=False)
-        attempts = [first]
-        if not first.finished and not _parses(first.text, request):
-            attempts.append(
-                self._attempt(
-                    request, tight_limits(request.limits, self.max_new_tokens), tight=True
-                )
-            )
-        final = attempts[-1]
-        self._account(attempts)
-        if not final.finished and not _parses(final.text, request):
-            raise MindError(
-                f"the answer did not fit in {self.max_new_tokens} tokens, "
-                "even with its bounds tightened to fit"
-            )
-        try:
-            action = parse_action(final.text, request.allowed, request.limits)
-        except InvalidAction as exc:
-            raise MindError(f"the model's answer did not validate: {exc}") from None
-        tokens = sum(a.prompt_tokens + a.generated for a in attempts)
-        return Thought(action, tokens=tokens, raw=final.text)
+        return _retried(request, self._attempt, self._account, self.max_new_tokens)
 
     def interrupt(self) -> None:
         """Every step in progress or later raises Interrupted (within one model call)."""

@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -483,27 +483,7 @@ class OnnxMind:
 
     def _think(self, request: ThinkRequest) -> Thought:
         self._pacer.check()  # queued behind a step that was interrupted
-        first = self._attempt(request, request.limits, tight=False)
-        attempts = [first]
-        if not first.finished and not _parses(first.text, request):
-            attempts.append(
-                self._attempt(
-                    request, tight_limits(request.limits, self.max_new_tokens), tight=True
-                )
-            )
-        final = attempts[-1]
-        self._account(attempts)
-        if not final.finished and not _parses(final.text, request):
-            raise MindError(
-                f"the answer did not fit in {self.max_new_tokens} tokens, "
-                "even with its bounds tightened to fit"
-            )
-        try:
-            action = parse_action(final.text, request.allowed, request.limits)
-        except InvalidAction as exc:
-            raise MindError(f"the model's answer did not validate: {exc}") from None
-        tokens = sum(a.prompt_tokens + a.generated for a in attempts)
-        return Thought(action, tokens=tokens, raw=final.text)
+        return _retried(request, self._attempt, self._account, self.max_new_tokens)
 
     def _attempt(self, request: ThinkRequest, limits: Limits, *, tight: bool) -> _Attempt:
         runtime = self._runtime
@@ -568,6 +548,33 @@ class OnnxMind:
             # Smoothed so the live view shows a steady figure, not the last step's.
             smoothed = 0.7 * self.tokens_per_s + 0.3 * rate
             self.tokens_per_s = rate if self.tokens_per_s == 0 else smoothed
+
+
+def _retried(
+    request: ThinkRequest,
+    attempt: Callable[..., _Attempt],
+    account: Callable[[list[_Attempt]], None],
+    max_new_tokens: int,
+) -> Thought:
+    """One step, both engines: an attempt, and one retry with bounds tight enough to fit
+    `max_new_tokens` when the first ran out of tokens before its JSON closed."""
+    first = attempt(request, request.limits, tight=False)
+    attempts = [first]
+    if not first.finished and not _parses(first.text, request):
+        attempts.append(attempt(request, tight_limits(request.limits, max_new_tokens), tight=True))
+    final = attempts[-1]
+    account(attempts)
+    if not final.finished and not _parses(final.text, request):
+        raise MindError(
+            f"the answer did not fit in {max_new_tokens} tokens, "
+            "even with its bounds tightened to fit"
+        )
+    try:
+        action = parse_action(final.text, request.allowed, request.limits)
+    except InvalidAction as exc:
+        raise MindError(f"the model's answer did not validate: {exc}") from None
+    tokens = sum(a.prompt_tokens + a.generated for a in attempts)
+    return Thought(action, tokens=tokens, raw=final.text)
 
 
 def _parses(text: str, request: ThinkRequest) -> bool:
