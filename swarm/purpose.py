@@ -23,7 +23,8 @@ from swarm.protocol import Limits
 
 @dataclass(frozen=True)
 class Budgets:
-    """Hard limits the blackboard enforces atomically (DESIGN section 2, "Bounded")."""
+    """Hard limits the blackboard enforces atomically, so every swarm terminates
+    (docs/architecture.md section 10)."""
 
     max_tasks: int = 200
     max_depth: int = 3
@@ -36,7 +37,7 @@ class Budgets:
 
 @dataclass(frozen=True)
 class Tuning:
-    """Pheromone and claim-rule parameters (DESIGN sections 5 and 6)."""
+    """Pheromone and claim-rule parameters (docs/architecture.md sections 5 and 6)."""
 
     half_life_s: float = 120.0
     initial: float = 1.0  # deposit on every new task

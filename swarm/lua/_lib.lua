@@ -31,7 +31,7 @@ local function emit(now, etype, tid, who, ...)
     'type', etype, 'task', tid, 'worker', who, 'at', now, ...)
 end
 
--- Pheromone (DESIGN section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
+-- Pheromone (docs/architecture.md section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
 local function decay_offset(now)
   return meta_num('lambda', 0) * (now - meta_num('created', now)) / 1000
 end
