@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from swarm.board import NoSuchSwarm, list_swarms, stale_s
+from swarm.board import NoSuchSwarm, list_swarms, stale_ms
 from swarm.display import safe_line
 from swarm.keys import SwarmKeys
 from swarm.outage import describe, is_outage
@@ -464,7 +464,7 @@ def _heat_fn(meta: dict[str, Any], now_ms: int) -> Heat:
 
 def _stale_ms(meta: dict[str, Any]) -> int:
     """When a worker counts as stale: the rule the workers' heartbeat is built on."""
-    return int(stale_s(_int(meta.get("lease_ms"), 60_000) / 1000) * 1000)
+    return stale_ms(meta.get("lease_ms"))
 
 
 def _workers(

@@ -454,3 +454,13 @@ def test_claim_reply_and_context_are_decoded_by_name(seed: Any) -> None:
         (first.task.id, 1, Kind.WORK),
     ]
     assert ancestry[1].parent == "0" and ancestry[1].title == first.task.title
+
+
+def test_a_missing_meta_field_reads_as_the_purpose_default(seed: Any) -> None:
+    """The scripts' fallbacks are the purpose defaults (swarm/purpose.py `settings`)."""
+    board = seed(budgets=Budgets(max_children=2))
+    board.client.hdel(board.keys.meta, "max_children")
+    root = claim_ok(board)
+    with pytest.raises(SplitRefused, match="between 1 and 5 subtasks"):
+        board.split(root, "w1", [Subtask(f"t{i}") for i in range(Budgets().max_children + 1)])
+    assert board.split(root, "w1", [Subtask("a"), Subtask("b"), Subtask("c")])
