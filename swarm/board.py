@@ -24,6 +24,7 @@ from swarm.keys import SwarmKeys
 from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import DEFAULT_LEASE_S, check_ranges, settings
+from swarm.reads import Reads
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
 from swarm.task import State, SwarmState, Task
 
@@ -441,6 +442,10 @@ class Board:
 
     # -- reads --------------------------------------------------------------------------------
 
+    def reads(self) -> Reads:
+        """Reads of this swarm to send in one round trip, answered by name (swarm/reads.py)."""
+        return Reads(self.client, self.keys)
+
     def meta(self) -> dict[str, str]:
         found: dict[str, str] = self.client.hgetall(self.keys.meta)
         if not found:
@@ -595,6 +600,25 @@ def list_swarms(client: Any, limit: int = 50) -> list[str]:
     """Swarm ids, newest first; an index entry that is not a valid swarm id is skipped
     (anything on Redis is untrusted, and such an id could not name a swarm's keys)."""
     return [sid for sid in client.zrevrange(keys.INDEX, 0, limit - 1) if keys.is_swarm_id(sid)]
+
+
+def swarm_summaries(
+    client: Any, fields: Sequence[str], limit: int = 50
+) -> list[tuple[str, dict[str, str | None]]]:
+    """The newest swarms (`list_swarms`) with their `state` and these fields of their meta,
+    in one round trip after the index; one with no state (its meta gone) is left out. What
+    `ls` and the dashboard's list show."""
+    ids = list_swarms(client, limit)
+    names = ["state", *(f for f in fields if f != "state")]
+    pipe = client.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hmget(SwarmKeys(sid).meta, names)
+    found = []
+    for sid, values in zip(ids, pipe.execute() if ids else [], strict=True):
+        meta = dict(zip(names, values, strict=True))
+        if meta["state"] is not None:
+            found.append((sid, meta))
+    return found
 
 
 def _number(value: Any, default: float) -> float:
