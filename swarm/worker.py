@@ -123,7 +123,7 @@ class _Held:
     allowed: frozenset[ActionKind] = frozenset()  # what the next step may do
     executions: list[Execution] = field(default_factory=list)  # code runs so far, in order
     tokens: int = 0  # spent since the board last charged them (a refused split is charged)
-    charged: int = 0  # tokens posted with the task's split or answer (the worker's count)
+    charged: int = 0  # tokens the board was sent with a split, an answer or a failure
 
     @property
     def task(self) -> Task:
@@ -140,7 +140,8 @@ class _SwarmInfo:
 
 @dataclass
 class _Stats:
-    tokens: int = 0
+    tokens: int = 0  # charged to the boards (split, answer, failure)
+    spent: int = 0  # every thought's, posted or not: the rate is spent / think_s
     tasks: int = 0
     think_s: float = 0.0
     started: float = field(default_factory=time.time)
@@ -271,9 +272,10 @@ class _Shared:
 
     # the worker's counters, for its record
 
-    def count_thought(self, think_s: float) -> None:
+    def count_thought(self, think_s: float, tokens: int) -> None:
         with self._lock:
             self._stats.think_s += think_s
+            self._stats.spent += tokens
 
     def count_task(self, tokens: int) -> None:
         with self._lock:
@@ -601,9 +603,12 @@ class Worker:
 
     def _post_failure(self, held: _Held, reason: str) -> None:
         try:
-            fail = partial(held.board.fail, held.claim, self.id, reason)
-            if self._post(held, fail) is not None:
-                self._outcome(held, "failed", detail=reason)
+            # The attempt's tokens count against the budget: failed work is work.
+            fail = partial(held.board.fail, held.claim, self.id, reason, tokens=held.tokens)
+            posted = self._post(held, fail)
+            held.charged += held.tokens
+            if posted is not None:
+                self._outcome(held, "failed", held.tokens, detail=reason)
         except LeaseLost as exc:
             log.warning("%s", exc)
 
@@ -671,36 +676,44 @@ class Worker:
             executions=tuple(held.executions),
         )
         started = time.monotonic()
-        thought = self.mind.think(request)
-        think_s = time.monotonic() - started
-        self._shared.count_thought(think_s)
-        self.metrics.thought(think_s, thought.tokens)
-        self._advice.step(think_s, held.lease_s)
-        held.tokens += thought.tokens
+        try:
+            thought = self.mind.think(request)
+        except MindError as exc:
+            # A failed step's tokens are charged with the failure, like a success's.
+            self._spent(held, time.monotonic() - started, exc.tokens)
+            raise
+        self._spent(held, time.monotonic() - started, thought.tokens)
         action = thought.action
         if action.kind not in held.allowed:
             raise InvalidAction(f"mind chose '{action.kind.value}', not allowed at this step")
         return action
+
+    def _spent(self, held: _Held, think_s: float, tokens: int) -> None:
+        self._shared.count_thought(think_s, tokens)
+        self.metrics.thought(think_s, tokens)
+        self._advice.step(think_s, held.lease_s)
+        held.tokens += tokens
 
     def _post_split(self, held: _Held, action: Split) -> bool:
         """Post the split; False when the board refused it and the task must be answered."""
         split = partial(held.board.split, held.claim, self.id, action.subtasks)
         try:
             posted = self._post(held, partial(split, reason=action.reason, tokens=held.tokens))
-            held.charged = held.tokens
+            held.charged += held.tokens
             if posted:
                 self._outcome(held, "split", held.tokens, f"into {len(action.subtasks)} subtasks")
             return True
         except SplitRefused as exc:
             log.info("task %s: split refused (%s); asking for an answer", held.task.id, exc)
             held.allowed = held.allowed - {ActionKind.SPLIT}
-            held.tokens = 0  # the refused split's tokens were charged already
+            held.charged += held.tokens  # the refused split's tokens were charged already
+            held.tokens = 0
             return False
 
     def _post_answer(self, held: _Held, action: Answer) -> None:
         done = partial(held.board.complete, held.claim, self.id, action.answer, action.confidence)
         posted = self._post(held, partial(done, tokens=held.tokens))
-        held.charged = held.tokens
+        held.charged += held.tokens
         if posted is not None:
             self._outcome(held, "answered", held.tokens)
 
@@ -784,7 +797,7 @@ class Worker:
         stats = self._shared.stats()
         rate = getattr(self.mind, "tokens_per_s", None)
         if rate is None and stats.think_s > 0:
-            rate = stats.tokens / stats.think_s
+            rate = stats.spent / stats.think_s
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),

@@ -111,9 +111,10 @@ def test_two_invalid_answers_fail_the_attempt(stub: Stub) -> None:
     stub.replies += [(200, completion("not json")), (200, completion('{"action":"answer"}'))]
     with pytest.raises(
         MindError, match="phi3 gave an invalid answer twice: 'confidence' must be one of"
-    ):
+    ) as failed:
         make_openai_mind(stub.url, "phi3").think(STEP)
     assert len(stub.requests) == 2
+    assert failed.value.tokens == 2 * (100 + 20)  # both calls' tokens, charged with the failure
 
 
 def test_a_split_step_sends_its_schema_and_parses(stub: Stub) -> None:

@@ -284,3 +284,49 @@ def test_an_answer_is_posted_through_a_redis_outage(tmp_path: Any) -> None:
         assert root is not None and root.attempts == 0  # posted by the first claim, not redone
     finally:
         server.stop()
+
+
+class _SpendingFailure:
+    """A mind whose every step spends tokens and then fails (a model that never validates)."""
+
+    name = "spender"
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self.steps = 0
+
+    def think(self, request: ThinkRequest) -> Any:
+        self.steps += 1
+        time.sleep(0.001)  # some thinking time, for the worker's rate
+        raise MindError("the model's answer did not validate", tokens=self.tokens)
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_a_failed_attempts_tokens_are_charged_and_trip_the_token_budget(
+    real_redis: redis.Redis,
+) -> None:
+    budgets = Budgets(max_tokens=100, max_attempts=6)
+    board = Board.seed(real_redis, make_purpose(budgets=budgets))
+    mind = _SpendingFailure(tokens=40)
+    worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))  # type: ignore[arg-type]
+    run_workers([worker])
+    root = board.task("0")
+    assert root is not None and root.state is State.DEAD
+    assert root.tokens == 40 * root.attempts == 40 * mind.steps
+    meta = board.meta()
+    assert int(meta["tokens"]) == root.tokens
+    assert meta.get("wrap_reason") == "token budget spent"
+    record = worker.record()
+    assert record["tokens"] == root.tokens  # what this worker charged, failures included
+    assert float(record["tokens_per_s"]) > 0  # spent tokens over thinking time
+
+
+def test_a_disallowed_actions_tokens_are_charged(real_redis: redis.Redis) -> None:
+    board = Board.seed(real_redis, make_purpose(budgets=Budgets(max_depth=0, max_attempts=2)))
+    mind = ScriptedMind([Split((Subtask("x"),))] * 2)  # one token a step
+    run_workers([Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))])
+    root = board.task("0")
+    assert root is not None and root.state is State.DEAD and root.tokens == 2

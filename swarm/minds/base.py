@@ -11,7 +11,15 @@ from swarm.protocol import Action, ThinkRequest, Thought
 
 
 class MindError(RuntimeError):
-    """A mind could not produce a valid action for this step; the attempt fails with this reason."""
+    """A mind could not produce a valid action for this step; the attempt fails with this reason.
+
+    `tokens`: what the failed step spent (a model that generated an invalid answer), so the
+    worker charges it to the swarm's token budget like a successful step's.
+    """
+
+    def __init__(self, *args: object, tokens: int = 0) -> None:
+        super().__init__(*args)
+        self.tokens = tokens
 
 
 class Interrupted(MindError):

@@ -564,16 +564,17 @@ def _retried(
         attempts.append(attempt(request, tight_limits(request.limits, max_new_tokens), tight=True))
     final = attempts[-1]
     account(attempts)
+    tokens = sum(a.prompt_tokens + a.generated for a in attempts)
     if not final.finished and not _parses(final.text, request):
         raise MindError(
             f"the answer did not fit in {max_new_tokens} tokens, "
-            "even with its bounds tightened to fit"
+            "even with its bounds tightened to fit",
+            tokens=tokens,
         )
     try:
         action = parse_action(final.text, request.allowed, request.limits)
     except InvalidAction as exc:
-        raise MindError(f"the model's answer did not validate: {exc}") from None
-    tokens = sum(a.prompt_tokens + a.generated for a in attempts)
+        raise MindError(f"the model's answer did not validate: {exc}", tokens=tokens) from None
     return Thought(action, tokens=tokens, raw=final.text)
 
 

@@ -85,7 +85,9 @@ class OpenAIMind:
         try:
             action = parse_action(content, request.allowed, request.limits)
         except InvalidAction as exc:
-            raise MindError(f"{self.model} gave an invalid answer twice: {exc}") from None
+            raise MindError(
+                f"{self.model} gave an invalid answer twice: {exc}", tokens=tokens + used
+            ) from None
         return Thought(action, tokens=tokens + used, raw=content)
 
     def interrupt(self) -> None:
