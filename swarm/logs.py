@@ -20,6 +20,8 @@ from typing import IO, Any, TypeVar
 
 from redis.retry import Retry
 
+from swarm.outage import access_refused
+
 T = TypeVar("T")
 
 FORMAT_ENV = "SWARM_LOG_FORMAT"
@@ -206,6 +208,9 @@ class NoticingRetry(Retry):
         with_failure_count: bool = False,
     ) -> T:
         def noticed(error: Exception, *count: int) -> Any:
+            # A wrong password is a ConnectionError to redis-py, but no retry fixes it.
+            if access_refused(error) is not None:
+                raise error
             REDIS.failed(error)
             return fail(error, *count)
 

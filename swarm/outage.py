@@ -5,6 +5,11 @@ Besides a lost connection, a server can refuse a command for a while: it is full
 primary, busy with a long script, unable to persist, or resharding. None of these says the
 request was wrong, so a worker waits and retries (keeping its lease and the attempt) and a
 command prints one line saying what is wrong and how to fix it.
+
+Redis refusing *who we are* is not an outage: a wrong password (WRONGPASS, NOAUTH) or an
+ACL user without a command it needs (NOPERM) stays wrong however long one waits, so a
+process says so in one line and stops (`access_refused`). redis-py raises a wrong password
+as an AuthenticationError, a ConnectionError: it is told apart here.
 """
 
 from __future__ import annotations
@@ -51,8 +56,49 @@ def refusal_code(exc: BaseException) -> str | None:
     return code if code in REFUSALS else None
 
 
+# Refusals of who we are, by error code (also inside a script's wrapped error).
+_ACCESS_CODES = ("WRONGPASS", "NOAUTH", "NOPERM")
+_LOGIN = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+
+
+def _access_code(exc: BaseException) -> str | None:
+    text = str(exc)
+    first = text.split(" ", 1)[0]
+    if first in _ACCESS_CODES:
+        return first
+    wrapped = _WRAPPED.search(text)
+    return wrapped.group(1) if wrapped and wrapped.group(1) in _ACCESS_CODES else None
+
+
+def access_refused(exc: BaseException) -> str | None:
+    """One line when Redis refuses who we are (a wrong password, an ACL user without the
+    command), else None. It quotes no password: the server's words name none."""
+    if not isinstance(exc, redis.RedisError):
+        return None
+    code = _access_code(exc)
+    said = " ".join(str(exc).split())[:200] or type(exc).__name__
+    if isinstance(exc, redis.exceptions.NoPermissionError) or code == "NOPERM":
+        return (
+            f"Redis refused a command to this user ({said}): give the ACL user the commands "
+            "it needs (workers/redis-users.sh lists each role's)"
+        )
+    if isinstance(exc, redis.exceptions.AuthenticationWrongNumberOfArgsError):
+        return (
+            "Redis refused the login: this server does not support ACL user names "
+            "(set no SWARM_REDIS_USERNAME, or upgrade to Redis 6 or later)"
+        )
+    if isinstance(exc, _LOGIN) or code in ("WRONGPASS", "NOAUTH"):
+        return (
+            f"Redis refused the login ({said}): check the password and user name "
+            "(SWARM_REDIS_PASSWORD, SWARM_REDIS_USERNAME or the URL's)"
+        )
+    return None
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when Redis is away or refusing for now: wait and retry, the request was fine."""
+    if access_refused(exc) is not None:
+        return False
     return isinstance(exc, _CONNECTION) or refusal_code(exc) is not None
 
 

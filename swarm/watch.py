@@ -885,7 +885,9 @@ def periodic(
     while True:
         try:
             console.print(_frame(client, swarm_id, state, console))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            console.print(message(f"Redis unavailable ({exc}); retrying", "red"))
+        except redis.RedisError as exc:  # as `live`: outages are waited out, the rest ends it
+            if not is_outage(exc):
+                raise
+            console.print(message(f"{describe(exc)}; retrying", "red"))
         console.file.flush()
         sleep(every_s)

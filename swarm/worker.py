@@ -38,7 +38,7 @@ from swarm.board import (
 from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import TURNS, Interrupted, Mind, MindError
-from swarm.outage import OutageNotice, describe, is_outage
+from swarm.outage import OutageNotice, access_refused, describe, is_outage
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -70,6 +70,12 @@ TRANSIENT = (
 )
 
 BEAT_RETRY_S = 0.5  # after an unexpected heartbeat error, the next try
+# A slot whose turn raised something unexpected (a reply it cannot decode, a bug) waits
+# FAIL_BACKOFF_S, doubling to FAIL_BACKOFF_MAX_S, and tries again; once every slot has failed
+# FAILS_TO_GIVE_UP times in a row, the worker gives up and exits 1 instead of spinning.
+FAIL_BACKOFF_S = 0.5
+FAIL_BACKOFF_MAX_S = 30.0
+FAILS_TO_GIVE_UP = 5
 INTERRUPT_WAIT_S = 10.0  # after an interrupt, how long slots get to leave the mind
 
 
@@ -165,6 +171,8 @@ class _Shared:
         self._due = 0.0  # monotonic time of the next heartbeat
         self._beating = True  # false once the shutdown released what was held
         self._said: set[str] = set()  # the topics of the warnings given (_Advice)
+        self._failing: dict[str, int] = {}  # each slot's failures in a row
+        self._fatal: str | None = None  # why the worker gave up, if it did
 
     def hold(self, held: _Held) -> None:
         with self._lock:
@@ -263,6 +271,30 @@ class _Shared:
         with self._lock:
             self._beating = False
 
+    def slot_failed(self, slot: str, slots: int, times: int) -> bool:
+        """Count one more failure in a row of `slot`; True once each of the `slots` slots
+        has failed `times` times in a row."""
+        with self._lock:
+            self._failing[slot] = self._failing.get(slot, 0) + 1
+            failing = self._failing.values()
+            return len(self._failing) == slots and min(failing) >= times
+
+    def slot_ok(self, slot: str) -> None:
+        with self._lock:
+            self._failing[slot] = 0
+
+    def give_up(self, reason: str) -> bool:
+        """Record why the worker stops; True for the first reason given."""
+        with self._lock:
+            first = self._fatal is None
+            if first:
+                self._fatal = reason
+            return first
+
+    def fatal(self) -> str | None:
+        with self._lock:
+            return self._fatal
+
     def first_time(self, topic: str) -> bool:
         """True the first time a topic is asked about: a warning is given once per worker."""
         with self._lock:
@@ -336,6 +368,12 @@ class _Advice:
             )
 
 
+def _one_line(exc: BaseException) -> str:
+    """An unexpected error as one log-safe line: what an access refusal means, else its type
+    and text (it may quote a server's reply or model output)."""
+    return access_refused(exc) or logs.printable(f"{type(exc).__name__}: {exc}", 300)
+
+
 def _round_up(seconds: float, step: int = 10) -> int:
     return step * (int(seconds) // step + 1)
 
@@ -391,12 +429,19 @@ class Worker:
         while any(t.is_alive() for t in slots) and not self._stop.is_set():
             self._stop.wait(0.2)
         self._shutdown(slots, beat)
-        return 0
+        return 0 if self._shared.fatal() is None else 1
 
     def stop(self) -> None:
         """Claim nothing more; held tasks get `grace_s` to finish, then are released."""
         if not self._stop.is_set():
             log.info("worker %s stopping", self.id)
+        self._stop.set()
+
+    def _give_up(self, reason: str) -> None:
+        """Stop the worker and exit 1, saying why in one line (a wrong password, a user
+        without the commands it needs, every slot failing): waiting would not fix it."""
+        if self._shared.give_up(reason):
+            log.error("worker %s gives up: %s", self.id, logs.printable(reason, 400))
         self._stop.set()
 
     def _shutdown(self, slots: list[threading.Thread], beat: threading.Thread) -> None:
@@ -416,17 +461,28 @@ class Worker:
             until = time.monotonic() + 10.0
             for h in held:
                 self._shared.lose(h)  # whatever its slot thinks now is not posted
-                self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
-                self._outcome(h, "released", detail="worker stopping")
-            self.mind.interrupt()
+                if self._leaving(lambda h=h: h.board.release(h.claim, self.id), until):  # type: ignore[misc]
+                    self._outcome(h, "released", detail="worker stopping")
+            self._leaving(self.mind.interrupt, until)
             leave = time.monotonic() + INTERRUPT_WAIT_S
             for t in slots:
                 t.join(max(0.0, leave - time.monotonic()))
             for board in self._shared.boards():
-                self._retry(lambda b=board: b.forget_worker(self.id), until=until)  # type: ignore[misc]
+                self._leaving(lambda b=board: b.forget_worker(self.id), until)  # type: ignore[misc]
         # A slot still busy elsewhere (running code) may yet call the mind; exit frees it then.
         if not any(t.is_alive() for t in slots):
             self.mind.close()
+
+    def _leaving(self, fn: Callable[[], object], until: float) -> bool:
+        """One step of the shutdown: whatever it raises (a Redis that no longer lets us in, a
+        mind's bug) is logged in one line and the shutdown goes on; True when it was done."""
+        try:
+            self._retry(fn, until=until)
+            return True
+        except Exception as exc:
+            log.warning("while stopping: %s", _one_line(exc))
+            log.debug("while stopping", exc_info=True)
+            return False
 
     # -- redis away ---------------------------------------------------------------------
 
@@ -510,22 +566,33 @@ class Worker:
     # -- the slot loop ----------------------------------------------------------------------
 
     def _slot(self) -> None:
-        idle = 0.01
+        """Turn after turn until stopped. Nothing but a stop ends it early: an outage is
+        waited out, and anything unexpected (a reply it cannot decode, a mind's or the
+        board's bug) is logged in one line and tried again after a growing wait."""
+        name = threading.current_thread().name
+        idle, failed = 0.01, FAIL_BACKOFF_S
         while not self._stop.is_set():
             try:
                 step = self._step()
                 self._outage_over()
-            except redis.RedisError as exc:
-                if not is_outage(exc):
-                    raise
-                self.metrics.redis_error()
-                self._saw_outage(exc)
-                step = Step.IDLE
             except NoSuchSwarm:
                 if self.config.swarm_id is not None:
                     log.error("swarm %s does not exist", self.config.swarm_id)
                     return
                 step = Step.IDLE
+            except Exception as exc:
+                if access_refused(exc) is not None:
+                    self._give_up(_one_line(exc))
+                    return
+                if not is_outage(exc):
+                    self._slot_failed(name, exc, failed)
+                    failed = min(failed * 2, FAIL_BACKOFF_MAX_S)
+                    continue
+                self.metrics.redis_error()
+                self._saw_outage(exc)
+                step = Step.IDLE
+            failed = FAIL_BACKOFF_S
+            self._shared.slot_ok(name)
             if step is Step.FINISHED:
                 return
             if step is Step.WORKED:
@@ -533,6 +600,15 @@ class Worker:
                 continue
             self._stop.wait(idle * (0.5 + self._rng.random()))
             idle = min(idle * 2, self.config.poll_s)
+
+    def _slot_failed(self, slot: str, exc: Exception, wait_s: float) -> None:
+        line = _one_line(exc)
+        if self._shared.slot_failed(slot, self.config.slots, FAILS_TO_GIVE_UP):
+            self._give_up(f"every slot failed {FAILS_TO_GIVE_UP} times in a row; the last: {line}")
+            return
+        log.error("%s failed (%s); trying again in %.1f s", slot, line, wait_s)
+        log.debug("%s failed", slot, exc_info=True)
+        self._stop.wait(wait_s * (0.5 + self._rng.random()))
 
     def _step(self) -> Step:
         """One claim, and the task it brings if any."""
@@ -585,7 +661,7 @@ class Worker:
             except (MindError, InvalidAction) as exc:
                 self._post_failure(held, f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # a mind's bug must fail the attempt, not the worker
-                if is_outage(exc):
+                if is_outage(exc) or access_refused(exc) is not None:
                     raise
                 log.exception("task %s: mind crashed", task.id)
                 self._post_failure(held, f"mind crashed: {type(exc).__name__}: {exc}")
@@ -762,7 +838,9 @@ class Worker:
                 # a beat's length does not delay the next
                 self._shared.plan_beat(began + self._renew_s())
             except Exception as exc:  # see the docstring
-                if is_outage(exc):
+                if access_refused(exc) is not None:
+                    self._give_up(_one_line(exc))  # the slots stop; the shutdown ends this loop
+                elif is_outage(exc):
                     self.metrics.redis_error()
                     self._saw_outage(exc)
                 else:

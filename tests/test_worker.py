@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -330,3 +331,56 @@ def test_a_disallowed_actions_tokens_are_charged(real_redis: redis.Redis) -> Non
     run_workers([Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))])
     root = board.task("0")
     assert root is not None and root.state is State.DEAD and root.tokens == 2
+
+
+def test_a_slot_survives_an_unexpected_error_and_says_so_in_one_line(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim reply the worker cannot decode (here: twice) costs a wait, not the slot."""
+    monkeypatch.setattr("swarm.worker.FAIL_BACKOFF_S", 0.01, raising=False)
+    board = Board.seed(real_redis, make_purpose(tasks=("a", "b")))
+    real_claim = Board.claim
+    broken = iter(range(2))
+
+    def claim(self: Board, *args: Any, **kwargs: Any) -> Any:
+        if next(broken, None) is not None:
+            raise ValueError("cannot decode the reply\n\x1b[31mforged line")
+        return real_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(Board, "claim", claim)
+    worker = Worker(
+        real_redis,
+        SimMind(SimConfig(branch=2, depth=1)),
+        WorkerConfig(swarm_id=board.id, burst=True),
+    )
+    with caplog.at_level(logging.ERROR, logger="swarm.worker"):
+        assert worker.run(install_signals=False) == 0
+    assert board.state() is SwarmState.DONE
+    failed = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failed) == 2
+    for line in failed:
+        assert line.startswith("slot-0 failed (ValueError: cannot decode the reply \\x1b[31mforged")
+        assert "\n" not in line and "\x1b" not in line
+
+
+def test_a_worker_whose_every_slot_keeps_failing_exits_1_with_the_reason(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("swarm.worker.FAIL_BACKOFF_S", 0.01, raising=False)
+    board = Board.seed(real_redis, make_purpose())
+
+    def claim(self: Board, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError("fence")
+
+    monkeypatch.setattr(Board, "claim", claim)
+    worker = Worker(real_redis, SimMind(SimConfig()), WorkerConfig(swarm_id=board.id, slots=3))
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="swarm.worker"):
+        assert worker.run(install_signals=False) == 1
+    assert time.monotonic() - started < 10
+    last = caplog.records[-1].getMessage()
+    assert last == (
+        f"worker {worker.id} gives up: every slot failed 5 times in a row; "
+        "the last: KeyError: 'fence'"
+    )
+    assert board.state() is SwarmState.RUNNING  # nothing was claimed, nothing changed

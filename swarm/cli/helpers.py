@@ -30,7 +30,7 @@ from swarm.display import safe_line, safe_text
 from swarm.keys import InvalidSwarmId, check_swarm_id
 from swarm.minds import MindSpecError
 from swarm.models import ModelError
-from swarm.outage import describe, is_outage, refusal_code
+from swarm.outage import access_refused, describe, is_outage, refusal_code
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
 from swarm.sandbox.limits import LimitsError
@@ -90,6 +90,9 @@ def user_errors(fn: F) -> F:
             # An ACL user doing what its role may not (the read-only user pausing a swarm).
             raise click.ClickException(safe_line(f"Redis refused it: {exc}")) from None
         except redis.RedisError as exc:  # a full, read-only or unreachable Redis
+            refused = access_refused(exc)  # a password that stopped working mid-run
+            if refused is not None:
+                raise click.ClickException(safe_line(refused)) from None
             if not is_outage(exc):
                 raise
             # A refused script never starts writing (swarm/scripts.py): nothing changed.
