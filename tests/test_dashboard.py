@@ -534,6 +534,17 @@ def test_a_garbled_board_reads_as_a_message_not_a_dead_feed(real_redis: redis.Re
         delete_swarm(real_redis, board.id)
 
 
+def test_a_refused_login_reads_as_what_to_fix_not_as_an_outage() -> None:
+    class Refused:
+        swarm_id = "s"
+
+        def read(self) -> dict[str, Any]:
+            raise redis.AuthenticationError("invalid username-password pair or user is disabled.")
+
+    data = json.loads(view.read_encoded(Refused()))  # type: ignore[arg-type]
+    assert data["error"].startswith("Redis refused the login (invalid username-password pair")
+
+
 @pytest.mark.slow
 def test_the_command_prints_a_token_that_unlocks_writes(
     redis_url: str, real_redis: redis.Redis, board3: Board

@@ -19,6 +19,7 @@ from typing import Any
 
 from swarm.board import NoSuchSwarm, swarm_summaries
 from swarm.keys import SwarmKeys
+from swarm.outage import access_refused
 from swarm.watch import BUCKET_S, Snapshot, TaskRow, WatchState, heat_fraction, plan, snapshot
 
 log = logging.getLogger("swarm.dashboard")
@@ -131,7 +132,9 @@ def read_encoded(reader: Reader) -> bytes:
     except NoSuchSwarm as exc:
         return encode({"error": str(exc)})
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return encode({"error": f"Redis unavailable ({exc}); retrying"})
+        # A refused login is a ConnectionError to redis-py, but no retry fixes it: say which.
+        refused = access_refused(exc)
+        return encode({"error": refused or f"Redis unavailable ({exc}); retrying"})
     except Exception as exc:  # a malformed board must not stop the feed for every page
         log.exception("reading swarm %s failed", reader.swarm_id)
         return encode({"error": f"cannot read swarm {reader.swarm_id}: {type(exc).__name__}"})
