@@ -302,13 +302,15 @@ class _First:
     new: list[EventRow]  # events after the watcher's cursor
 
 
-def _read_first(board: Board, state: WatchState, height: int, now_ms: int) -> _First:
+def _read_first(
+    board: Board, state: WatchState, height: int, now_ms: int, workers: int | None
+) -> _First:
     reads = board.reads()
     reads.meta("meta", META_FIELDS)
     # the root's children fill the tree when there are few workers to show
     _queue_task(reads, "0", plan(height, 1).tree)
     reads.hottest("hot", HOT)
-    reads.workers_seen("seen", plan(height).workers)
+    reads.workers_seen("seen", plan(height).workers if workers is None else workers)
     reads.workers_total("workers")
     # renewals are most of the stream and say nothing to a person: read extra, drop them
     reads.newest_events("tail", _tail_rows(height) * 4)
@@ -496,15 +498,18 @@ def snapshot(
     *,
     height: int = 24,
     now: float | None = None,
+    workers: int | None = None,
 ) -> Snapshot:
     """Read one frame of `swarm_id`, `height` lines tall, in a number of round trips that
     depends on the height but not on the number of tasks. `state` carries the event cursor,
-    throughput and holdings from frame to frame (pass the same object every time)."""
+    throughput and holdings from frame to frame (pass the same object every time).
+    `workers`: how many of the most recently seen workers to read (default: the rows the
+    terminal frame has for them, at most 8; the dashboard, which scrolls, asks for more)."""
     if state is None or state.swarm != swarm_id:
         state = _reset(state, swarm_id)
     now_ms = int((time.time() if now is None else now) * 1000)
     board = Board(client, swarm_id)
-    first = _read_first(board, state, height, now_ms)
+    first = _read_first(board, state, height, now_ms, workers)
     meta = first.meta
     if meta["state"] is None:
         raise NoSuchSwarm(f"no swarm {swarm_id!r} on this Redis")

@@ -27,6 +27,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from swarm import watch
 from swarm.board import Board
 from swarm.dashboard import view
 from swarm.dashboard.app import Settings, create_app
@@ -581,3 +582,19 @@ def test_the_command_prints_a_token_that_unlocks_writes(
     finally:
         proc.terminate()
         assert proc.wait(15) in (0, -15)  # uvicorn re-raises the SIGTERM it handled
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_every_worker_of_a_big_swarm_is_listed(real_redis: redis.Redis, n: int) -> None:
+    """The terminal's watch lists at most 8 workers (its rows are few); the page scrolls, so
+    a swarm of 16 or 64 workers is shown whole."""
+    board = Board.seed(real_redis, make_purpose())
+    try:
+        for i in range(n):
+            board.heartbeat(f"w{i:02d}", {"host": "h", "mind": "sim", "slots": 1}, ttl_s=60)
+        data = view.Reader(real_redis, board.id).read()
+        assert data["workers_total"] == data["workers_alive"] == n
+        assert sorted(w["id"] for w in data["workers"]) == [f"w{i:02d}" for i in range(n)]
+        assert len(watch.snapshot(real_redis, board.id, height=60).workers) == 8
+    finally:
+        delete_swarm(real_redis, board.id)

@@ -315,3 +315,18 @@ def test_a_hostile_title_renders_as_text(
         d.switch_to.alert.text  # noqa: B018
     logs = " ".join(str(e) for e in d.get_log("browser"))
     assert "Content Security Policy" not in logs  # nothing even tried to run
+
+
+def test_a_swarm_of_64_workers_is_listed_whole_in_a_scrolling_table(
+    page: Any, real_redis: redis.Redis, boards: list[str]
+) -> None:
+    board = seed3(real_redis, boards)
+    for i in range(64):
+        board.heartbeat(f"w{i:02d}", {"host": "h", "mind": "sim", "slots": 1}, ttl_s=120)
+    d = page(board.id)
+    wait_for(lambda: d.find_element(By.ID, "w-count").text == "64 alive", 15, "64 workers")
+    rows = d.find_elements(By.CSS_SELECTOR, "#workers tbody tr")
+    assert len(rows) == 64
+    box = d.find_element(By.ID, "workers-box")
+    # the table scrolls inside its card rather than stretching the page
+    assert d.execute_script("return arguments[0].scrollHeight > arguments[0].clientHeight", box)

@@ -25,6 +25,9 @@ from swarm.watch import BUCKET_S, Snapshot, TaskRow, WatchState, heat_fraction, 
 log = logging.getLogger("swarm.dashboard")
 
 TREE_ROWS = 100  # tasks drawn per tick; the rest are counted ("+N") but not read
+# Workers listed per tick, the most recently seen first; the rest are counted ("showing N").
+# The terminal's watch shows at most 8 (its rows are few); the page's table scrolls.
+WORKER_ROWS = 100
 RESULT_CHARS = 400  # of each drawn task's result (the root's answer is sent whole)
 ANSWER_CHARS = 100_000
 LIST_LIMIT = 50  # swarms on the list page
@@ -54,12 +57,18 @@ class Reader:
     client: Any
     swarm_id: str
     rows: int = TREE_ROWS
+    workers: int = WORKER_ROWS
     clock: Callable[[], float] = time.time
     state: WatchState = field(default_factory=WatchState)
 
     def read(self) -> dict[str, Any]:
         snap = snapshot(
-            self.client, self.swarm_id, self.state, height=frame_height(self.rows), now=self.clock()
+            self.client,
+            self.swarm_id,
+            self.state,
+            height=frame_height(self.rows),
+            now=self.clock(),
+            workers=self.workers,
         )
         return payload(snap)
 

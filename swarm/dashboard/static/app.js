@@ -383,7 +383,7 @@ function drawDetail(s) {
 function drawWorkers(s) {
   const stale = s.workers_total - s.workers_alive;
   $("w-count").textContent = `${s.workers_alive} alive` + (stale > 0 ? `, ${stale} stale` : "")
-    + (s.workers_total > s.workers.length ? ` (showing ${s.workers.length})` : "");
+    + (s.workers_total > s.workers.length ? ` (showing ${s.workers.length} of ${s.workers_total})` : "");
   const body = document.querySelector("#workers tbody");
   clear(body);
   for (const w of s.workers) {
