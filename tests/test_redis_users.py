@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from scripts._servers import free_port
 from swarm.board import Board
@@ -33,6 +35,9 @@ from tests.conftest import make_purpose
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "workers" / "redis-users.sh"
 ROLES = ("admin", "worker", "executor", "reader")
+# redis-py retries a refused login (an AuthenticationError is a ConnectionError) with
+# backoff, seconds per expected refusal; one try shows the server's answer just as well.
+ONCE = Retry(NoBackoff(), 0)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server on PATH"
@@ -122,12 +127,12 @@ def test_the_file_holds_hashes_and_the_default_user_is_the_admin(server: AclServ
     for password in server.passwords.values():
         assert password not in text
     assert oct(server.acl.stat().st_mode & 0o777) == "0o600"
-    anonymous = redis.Redis(port=server.port)
+    anonymous = redis.Redis(port=server.port, retry=ONCE)
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     for role in ("worker", "executor", "reader"):
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=server.port, password=server.passwords[role]).ping()
+            redis.Redis(port=server.port, password=server.passwords[role], retry=ONCE).ping()
     # A password-only login is the admin's (the default user, which replays the AOF).
     admin = redis.Redis(port=server.port, password=server.passwords["admin"])
     assert admin.acl_whoami() == "default"
@@ -237,7 +242,7 @@ def test_users_and_the_blackboard_survive_a_restart(server: AclServer) -> None:
     server.start()  # rewrites the file from the environment first, as the container does
     assert server.client("worker").acl_whoami() == "swarm-worker"
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=server.port, username="swarm-worker", password=old).ping()
+        redis.Redis(port=server.port, username="swarm-worker", password=old, retry=ONCE).ping()
     extra = redis.Redis(port=server.port, username="extra", password="extra-pw")
     assert extra.get("x:1") is None
     assert server.acl.read_text().count("user swarm-worker ") == 1
