@@ -253,7 +253,10 @@ def test_ctrl_c_releases_and_exits_within_the_grace(tmp_path: Path, redis_url: s
     from tests.test_process import seed_cli, start_worker
 
     swarm_id = seed_cli(tmp_path, redis_url)
-    worker = start_worker(redis_url, swarm_id, "sim:branch=2,depth=1,think=60")
+    grace = 0.5  # the step (60 s) outlasts any grace; the default 5 s would only add a wait
+    worker = start_worker(
+        redis_url, swarm_id, "sim:branch=2,depth=1,think=60", "--grace", str(grace)
+    )
     board = Board(redis.Redis.from_url(redis_url, decode_responses=True), swarm_id)
     try:
         deadline = time.monotonic() + 30
@@ -267,7 +270,7 @@ def test_ctrl_c_releases_and_exits_within_the_grace(tmp_path: Path, redis_url: s
     finally:
         if worker.poll() is None:
             worker.kill()
-    assert took < 5.0 + 3.0, took  # the default grace, then release and an interrupted step
+    assert took < grace + 3.0, took  # the grace, then release and an interrupted step
     types = [f["type"] for _, f in board.events()]
     assert "released" in types and "failed" not in types
     delete_swarm(board.client, swarm_id)

@@ -40,7 +40,7 @@ def swarm_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "swarm", *args]
 
 
-def start_worker(redis_url: str, swarm_id: str, mind: str) -> subprocess.Popen[bytes]:
+def start_worker(redis_url: str, swarm_id: str, mind: str, *more: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         swarm_cmd(
             "worker",
@@ -53,6 +53,7 @@ def start_worker(redis_url: str, swarm_id: str, mind: str) -> subprocess.Popen[b
             "--burst",
             "--lease",
             "2",
+            *more,
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -117,7 +118,8 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, redis_url: str) -> None:
 
 def test_sigterm_exits_zero_and_releases(tmp_path: Path, redis_url: str) -> None:
     swarm_id = seed_cli(tmp_path, redis_url)
-    worker = start_worker(redis_url, swarm_id, "sim:branch=2,depth=1,think=30")
+    # a short grace: the step (30 s) outlasts any, and waiting out the default 5 s tests nothing
+    worker = start_worker(redis_url, swarm_id, "sim:branch=2,depth=1,think=30", "--grace", "0.5")
     board = Board(redis.Redis.from_url(redis_url, decode_responses=True), swarm_id)
     deadline = time.monotonic() + 30
     while board.status()["by_state"]["claimed"] == 0:
