@@ -167,7 +167,9 @@ def test_steps_longer_than_the_lease_warn_once(
 ) -> None:
     board = _short_lease(Board.seed(real_redis, make_purpose()), 1.0)
     mind = SimMind(SimConfig(branch=2, depth=1, think=1.2))
-    worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True))
+    # two slots: the leaves think side by side (3 long steps in a row, not 4), and the
+    # warning is given once per worker, whichever slot's step is long
+    worker = Worker(real_redis, mind, WorkerConfig(swarm_id=board.id, burst=True, slots=2))
     with caplog.at_level(logging.WARNING, logger="swarm.worker"):
         t = start(worker)
         t.join(60)
