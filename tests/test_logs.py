@@ -133,13 +133,18 @@ def test_a_worker_says_once_that_redis_went_away_and_once_that_it_is_back(
     server = start_server(kind="redis", directory=tmp_path, aof=True)
     try:
         client = server.client()
-        board = Board.seed(client, make_purpose(tasks=tuple(f"t{n}" for n in range(30))))
-        client.close()
+        board = Board.seed(client, make_purpose(tasks=tuple(f"t{n}" for n in range(15))))
         proc = _worker(
             server.url, "--swarm", board.id, "--burst", "--mind", "sim:branch=2,depth=1,think=0.2",
             env={"SWARM_LOG_LEVEL": "INFO"},
         )  # fmt: skip
-        time.sleep(2.0)
+        # Redis goes away mid-swarm: once the worker has answered something (seconds of work
+        # are left), rather than after a fixed wait that a loaded machine may outlast.
+        deadline = time.monotonic() + 30
+        while board.status()["by_state"]["done"] == 0:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        client.close()
         server.kill()
         time.sleep(3.0)  # shorter than redis-py's own retries: noticed all the same
         server.start()
