@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -539,12 +540,28 @@ def test_without_a_terminal_watch_prints_a_frame_every_few_seconds(redis_url: st
          "--every", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-        time.sleep(4)
+    lines: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:  # until three frames came (not a fixed wait, which a loaded machine may outlast)
+        deadline = time.monotonic() + 30
+        while "".join(lines).count(board.id) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=20)
+        proc.wait(20)
+        reader.join(10)
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
         delete_swarm(client, board.id)
         client.close()
+    out = "".join(lines)
     assert out.startswith("not a terminal: printing a frame every 0.5 s (--once for one frame)")
     assert out.count(board.id) >= 3, out[-2000:] + err
