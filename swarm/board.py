@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.cluster
 
-from swarm import keys
+from swarm import keys, trails
 from swarm.keys import SwarmKeys
 from swarm.pheromone import MAX_LEVEL, decay_rate, level
 from swarm.protocol import Confidence, Limits, Subtask
@@ -180,6 +180,8 @@ def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str 
         "epsilon": t.epsilon,
         "candidates": t.candidates,
         "synth_bonus": t.synth_bonus,
+        "learning": t.learning,
+        "trail_half_life_s": trails.HALF_LIFE_S,
         "events_max": EVENTS_MAX,
     }
 
@@ -276,6 +278,8 @@ class Board:
             raise
         if cluster:
             client.zadd(keys.INDEX, {board.id: now})
+        if purpose.tuning.learning > 0:
+            board.seed_trails(trails.Trails(client))
         return board
 
     # -- the worker's operations ---------------------------------------------------------
@@ -516,6 +520,34 @@ class Board:
             (eid, dict(f)) for eid, f in self.client.xrange(self.keys.events, start, "+", count)
         ]
 
+    # -- trails (swarm/trails.py) -------------------------------------------------------------
+
+    def seed_trails(self, store: trails.Trails, *, now: float | None = None) -> int:
+        """Start this swarm's trails from the long-lived ones; returns how many were seeded.
+
+        A separate script from `seed`: on a cluster the long-lived trails live in another
+        slot, so they are read here and handed over (a claim before this sees no trails)."""
+        args = [self.now_ms(now), int(store.half_life_s * 1000), *store.seed_args()]
+        return int(self._run("trails_seed", *args))
+
+    def fold_trails(self, store: trails.Trails, *, now: float | None = None) -> int:
+        """Move this swarm's new outcomes into the long-lived trails; returns how many.
+
+        Two steps (take, then fold), since the two hashes may live in different slots;
+        outcomes taken by a process that dies before folding are lost to the long-lived
+        trails only (this swarm's own trails keep them)."""
+        pairs = [str(x) for x in self._run("trails_take")]
+        store.fold(pairs, self.now_ms(now))
+        return len(pairs) // 2
+
+    def own_trails(self) -> list[trails.Trail]:
+        """This swarm's own trails (seeded plus its outcomes)."""
+        return trails.parse_all(self.client.hgetall(self.keys.trails))
+
+    def failed_by(self, tid: str) -> list[str]:
+        """The worker classes that have failed a task (escalation), in order."""
+        return [c for c in (self.client.hget(self.keys.failed, tid) or "").split(",") if c]
+
     # -- workers -----------------------------------------------------------------------------
 
     def heartbeat(
@@ -532,6 +564,8 @@ class Board:
         pipe.zadd(self.keys.workers, {worker: now_ms})
         pipe.hset(self.keys.worker(worker), mapping={**record, "seen": now_ms})
         pipe.pexpire(self.keys.worker(worker), int(ttl_s * 1000))
+        if record.get("class"):  # the classes escalation may steer a task to (claim.lua)
+            pipe.hset(self.keys.classes, str(record["class"]), now_ms)
         pipe.execute()
 
     def forget_worker(self, worker: str) -> None:

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 # on a Redis Cluster it lives in another slot and only single-key commands reach it.
 INDEX = "swarm:index"
 
+# hash: '<worker class>|<kind of task>' -> decayed outcome counts (swarm/trails.py). Not tagged:
+# it outlives every swarm; single-key scripts fold swarms' outcomes into it and seed from it.
+TRAILS = "swarm:trails"
+
 # The RQ queue of code jobs (RQ prefixes it with `rq:queue:`; it may live on another Redis).
 EXEC_QUEUE = "swarm-exec"
 
@@ -118,3 +122,26 @@ class SwarmKeys:
 
     def worker(self, wid: str) -> str:
         return self.prefix + "worker:" + wid
+
+    # The scripts build these three from the meta key's name (swarm/lua/_lib.lua), so that
+    # every script keeps its eight KEYS; the names must agree.
+
+    @property
+    def trails(self) -> str:
+        """hash: '<class>|<kind>' -> this swarm's decayed outcome counts (claims read it)"""
+        return self.prefix + "trails"
+
+    @property
+    def trails_new(self) -> str:
+        """hash: outcomes not yet folded into the long-lived TRAILS"""
+        return self.prefix + "trails:new"
+
+    @property
+    def failed(self) -> str:
+        """hash: task id -> the worker classes that failed it (escalation)"""
+        return self.prefix + "failed"
+
+    @property
+    def classes(self) -> str:
+        """hash: worker class -> its workers' latest heartbeat (ms)"""
+        return self.prefix + "classes"

@@ -47,6 +47,9 @@ class Tuning:
     epsilon: float = 0.05  # chance of a uniform pick over all open tasks
     candidates: int = 16  # K: how many of the top open tasks the claim rule weighs
     synth_bonus: float = 4.0  # eta bonus of synthesize tasks, so branches close
+    # Division of labour (section 6a): the weight of the worker classes' trails in the claim
+    # rule. 0 switches learning off: no trails read or written, no escalation.
+    learning: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ _TUNING_RANGES = {
     "epsilon": _Range(0, 1),
     "candidates": _Range(1, 256),
     "synth_bonus": _Range(0, 1e6),
+    "learning": _Range(0, 10),
 }
 
 # Front matter is a small, flat mapping: YAML beyond this is refused before it is built.

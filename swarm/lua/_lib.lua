@@ -221,3 +221,105 @@ local function remember(rid, now, reply)
   redis.call('ZADD', KEYS[10], now + REQUEST_KEEP_MS, rid)
   return reply
 end
+
+-- Division of labour (docs/architecture.md section 6a). Three more keys of the swarm, built
+-- from the meta key's name (same hash tag, so the same slot on a cluster), so that every
+-- script keeps its eight KEYS:
+--   swarm:{id}:trails      hash: '<class>|<kind>' -> 'successes|failures|seconds|tokens|stamp'
+--                          (decayed outcome counts of one worker class on one kind of task)
+--   swarm:{id}:trails:new  hash: the same fields, outcomes not yet folded into swarm:trails
+--   swarm:{id}:failed      hash: task id -> comma-separated classes that failed it
+--   swarm:{id}:classes     hash: worker class -> last heartbeat (ms)
+local SWARM_PREFIX = string.sub(META, 1, -5)  -- 'swarm:{id}:' ('meta' is 4 characters)
+local TRAILS, TRAILS_NEW = SWARM_PREFIX .. 'trails', SWARM_PREFIX .. 'trails:new'
+local FAILED, CLASSES = SWARM_PREFIX .. 'failed', SWARM_PREFIX .. 'classes'
+
+-- A trail value; anything unreadable (it is on Redis, so untrusted) counts as no trail.
+local function trail_parse(packed)
+  local s, f, secs, tokens, stamp = string.match(packed or '',
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  local v = {tonumber(s) or 0, tonumber(f) or 0, tonumber(secs) or 0, tonumber(tokens) or 0}
+  for i = 1, 4 do
+    if not (v[i] >= 0 and v[i] < 1e15) then v[i] = 0 end  -- NaN fails both
+  end
+  return v, tonumber(stamp) or 0
+end
+
+local function trail_pack(v, stamp)
+  return table.concat({fmt(v[1]), fmt(v[2]), fmt(v[3]), fmt(v[4]), fmt(stamp)}, '|')
+end
+
+-- Decay by the time passed since the trail's stamp (now comes in ARGV); never grows.
+local function trail_decay(v, stamp, now, half_life_ms)
+  local k = 1
+  if now > stamp and half_life_ms > 0 then k = math.exp(-math.log(2) * (now - stamp) / half_life_ms) end
+  return {v[1] * k, v[2] * k, v[3] * k, v[4] * k}
+end
+
+-- Add an outcome (or a batch of them) to one field of a trails hash, decayed to now.
+local function trail_add(hash, field, now, half_life_ms, add)
+  local v, stamp = trail_parse(redis.call('HGET', hash, field))
+  v = trail_decay(v, stamp, now, half_life_ms)
+  for i = 1, 4 do v[i] = v[i] + add[i] end
+  redis.call('HSET', hash, field, trail_pack(v, math.max(now, stamp)))
+end
+
+-- The kinds of a task its trails are kept under: its tags, or '@work' / '@synthesize'.
+local function trail_kinds(kind, tags)
+  local found = {}
+  for tag in string.gmatch(tags or '', '[^,]+') do found[#found + 1] = tag end
+  if #found == 0 then found[1] = '@' .. (kind or 'work') end
+  return found
+end
+
+-- The response threshold of a class for a kind (Bonabeau, Theraulaz and Deneubourg):
+-- 1 with no trail, lowered by successes, raised by failures.
+local function trail_theta(packed)
+  local v = trail_parse(packed)
+  return (v[2] + 1) / (v[1] + 1)
+end
+
+local function learning()
+  return meta_num('learning', 0) > 0
+end
+
+-- An outcome of a claimed task: its class's trail for each of its kinds, in the swarm's
+-- trails (read by claims) and in trails:new (folded into the long-lived swarm:trails).
+local function trail_outcome(tid, now, ok, tokens)
+  if not learning() then return end
+  local t = redis.call('HMGET', TASK .. tid, 'class', 'kind', 'tags', 'claimed')
+  local class = t[1]
+  if not class or class == '' then return end
+  local secs = math.max(0, now - (tonumber(t[4]) or now)) / 1000
+  local add = ok and {1, 0, secs, tokens} or {0, 1, 0, 0}
+  local hl = meta_num('trail_half_life_s', 86400) * 1000
+  for _, kind in ipairs(trail_kinds(t[2], t[3])) do
+    trail_add(TRAILS, class .. '|' .. kind, now, hl, add)
+    trail_add(TRAILS_NEW, class .. '|' .. kind, now, 0, add)
+  end
+end
+
+-- Classes whose workers beat within 2.5 heartbeats (swarm/board.py stale_s, with the
+-- heartbeat every lease/4 between 0.05 s and 5 s).
+local function live_classes(now)
+  local beat = math.max(50, math.min(meta_num('lease_ms', 60000) / 4, 5000))
+  local flat = redis.call('HGETALL', CLASSES)
+  local live = {}
+  for i = 1, #flat, 2 do
+    if (tonumber(flat[i + 1]) or 0) >= now - 2.5 * beat then live[#live + 1] = flat[i] end
+  end
+  return live
+end
+
+local function listed(csv, item)
+  return string.find(',' .. (csv or '') .. ',', ',' .. item .. ',', 1, true) ~= nil
+end
+
+-- Live classes that have not failed this task yet (escalation targets).
+local function untried(failed_by, now)
+  local found = {}
+  for _, class in ipairs(live_classes(now)) do
+    if not listed(failed_by, class) then found[#found + 1] = class end
+  end
+  return found
+end
