@@ -68,6 +68,7 @@ class ClaimStatus(str, Enum):
     EMPTY = "empty"  # nothing open right now (others may still hold tasks)
     PAUSED = "paused"
     CLOSED = "closed"  # the swarm is done or cancelled
+    DECLINED = "declined"  # this worker's class left the task it drew to another (section 6a)
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,7 @@ class Board:
         lease_s: float = 60.0,
         skills: Iterable[str] = (),
         reap_limit: int = 8,
+        worker_class: str = "",
         now: float | None = None,
     ) -> ClaimOutcome:
         reply = self._run(
@@ -303,8 +305,12 @@ class Board:
             self.rng.random(),
             ",".join(skills),
             reap_limit,
+            worker_class,
+            self.rng.random(),
         )
         status = ClaimStatus(reply[0])
+        if status is ClaimStatus.DECLINED:
+            return ClaimOutcome(status)
         if status is ClaimStatus.EMPTY:
             return ClaimOutcome(status, held_elsewhere=int(reply[1]))
         if status is ClaimStatus.CLOSED:

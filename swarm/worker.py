@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
-from swarm import logs, system
+from swarm import logs, system, trails
 from swarm.board import (
     Board,
     Claim,
@@ -92,6 +92,9 @@ class WorkerConfig:
     max_code_rounds: int = 3
     code_timeout_s: float = 30.0
     name: str = ""
+    # The kind of worker this is, for the division of labour (section 6a): workers of one
+    # class share trails. '' takes the mind's name (the CLI adds the model's).
+    worker_class: str = ""
 
 
 @dataclass
@@ -291,6 +294,10 @@ class Worker:
         self._stats = _Stats()
         self._stats_lock = threading.Lock()
         self._outage = OutageNotice(log)  # refusals: a full, read-only, busy Redis
+        self.worker_class = trails.check_class(
+            config.worker_class or trails.default_class(mind.name)
+        )
+        self._trails = trails.Trails(client)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -459,7 +466,9 @@ class Worker:
             return False if self.config.burst else None
         lease_s = self._lease_s(board)
         with TURNS.first():  # while another slot's step is in the model
-            outcome = board.claim(self.id, lease_s=lease_s, skills=self.config.skills)
+            outcome = board.claim(
+                self.id, lease_s=lease_s, skills=self.config.skills, worker_class=self.worker_class
+            )
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
             self.metrics.claimed()
             self._work(board, outcome.claim, lease_s)
@@ -467,6 +476,7 @@ class Worker:
         if outcome.status is ClaimStatus.CLOSED:
             log.info("swarm %s is %s", board.id, outcome.swarm_state)
             self._shared.finish(board.id)
+            board.fold_trails(self._trails)  # what it learned outlives it
             if self.config.swarm_id is not None:
                 return False
             return None
@@ -686,6 +696,7 @@ class Worker:
             ttl_s = max(3 * self._renew_s(), 10.0)
             for board in boards:
                 board.heartbeat(self.id, record, ttl_s=ttl_s)
+                board.fold_trails(self._trails)  # outcomes reach the long-lived trails
 
     def record(self, held: list[_Held] | None = None) -> dict[str, str | int | float]:
         """What this worker publishes about itself for `swarm watch`."""
@@ -700,6 +711,9 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "mind": self.mind.name,
+            "class": self.worker_class,
+            "skills": ",".join(self.config.skills),
+            "code": int(self._code_runner is not None),
             "slots": self.config.slots,
             "current": ",".join(h.claim.task.id for h in held),
             "tasks": stats.tasks,

@@ -180,3 +180,143 @@ def test_a_new_swarm_starts_from_the_long_lived_trails(swarms: Any, store: Trail
     assert trails["weak", "hard"].failures == pytest.approx(4.0)
     off = swarms(purpose(("a", ("hard",)), learning=0))
     assert off.own_trails() == []
+
+
+# -- outcomes, escalation, steering ---------------------------------------------------------------
+
+
+def live(board: Board, *classes: str) -> None:
+    """Workers of these classes beat now (what a Worker's heartbeat publishes)."""
+    for c in classes:
+        board.heartbeat(f"{c}-w", {"mind": "sim", "class": c}, ttl_s=30)
+
+
+def claim_as(board: Board, worker_class: str) -> Any:
+    from swarm.board import ClaimStatus
+
+    outcome = board.claim(f"{worker_class}-w", worker_class=worker_class)
+    return outcome.claim if outcome.status is ClaimStatus.OK else outcome.status
+
+
+def events(board: Board, etype: str) -> list[dict[str, str]]:
+    return [f for _, f in board.events(count=10_000) if f["type"] == etype]
+
+
+def test_outcomes_leave_trails_per_class_and_kind(
+    swarms: Any, store: Trails, clock: FakeClock
+) -> None:
+    board = swarms(purpose(("h", ("hard", "big")), ("e", ())))
+    live(board, "weak")
+    first = claim_as(board, "weak")
+    board.fail(first, "weak-w", "too hard")
+    second = claim_as(board, "weak")
+    clock.advance(2.0)
+    board.complete(second, "weak-w", "done", tokens=7)
+    got = {(t.worker_class, t.kind): t for t in board.own_trails()}
+    failed_kinds = {"hard", "big"} if first.task.title == "h" else {"@work"}
+    done_kinds = {"hard", "big"} if second.task.title == "h" else {"@work"}
+    for kind in failed_kinds:
+        assert got["weak", kind].failures == pytest.approx(1.0)
+    for kind in done_kinds:
+        assert got["weak", kind].successes == pytest.approx(1.0)
+        assert got["weak", kind].mean_tokens == pytest.approx(7.0)
+        assert got["weak", kind].mean_s == pytest.approx(2.0)
+    claimed = events(board, "claimed")
+    assert {e["class"] for e in claimed} == {"weak"} and claimed[0]["rule"] in ("trails", "explore")
+
+
+def test_trails_persist_across_two_swarms(swarms: Any, store: Trails, clock: FakeClock) -> None:
+    first = swarms(purpose(("h", ("hard",))))
+    live(first, "weak")
+    claim = claim_as(first, "weak")
+    first.fail(claim, "weak-w", "too hard")
+    assert first.fold_trails(store) == 1
+    assert first.fold_trails(store) == 0  # taken once
+    clock.advance(3600)
+    second = swarms(purpose(("h2", ("hard",))))
+    seeded = {(t.worker_class, t.kind): t for t in second.own_trails()}
+    assert 0.99 < seeded["weak", "hard"].failures < 1.0  # decayed by an hour of a week's half-life
+    assert [t.kind for t in store.read()] == ["hard"]
+
+
+def test_a_task_failed_by_one_class_escalates_to_another(swarms: Any) -> None:
+    board = swarms(purpose(("h", ("hard",)), max_attempts=1))
+    live(board, "weak", "strong")
+    claim = claim_as(board, "weak")
+    assert board.fail(claim, "weak-w", "too hard").value == "open"  # past max_attempts: escalated
+    escalated = events(board, "escalated")
+    assert escalated[0]["failed_by"] == "weak" and escalated[0]["to"] == "strong"
+    assert board.failed_by(claim.task.id) == ["weak"]
+    from swarm.board import ClaimStatus
+
+    assert claim_as(board, "weak") is ClaimStatus.DECLINED  # steered away from its failure
+    retry = claim_as(board, "strong")
+    assert retry.task.id == claim.task.id
+    assert events(board, "claimed")[-1]["rule"] == "escalated"
+    assert board.fail(retry, "strong-w", "too hard for me too").value == "dead"  # all failed
+    assert board.task("0").kind is Kind.SYNTHESIZE  # the parent goes on without it
+
+
+def test_one_class_alone_never_declines_and_dies_at_max_attempts(swarms: Any) -> None:
+    board = swarms(purpose(("h", ("hard",)), max_attempts=2))
+    live(board, "weak")
+    outcomes = []
+    for _ in range(2):
+        claim = claim_as(board, "weak")
+        outcomes.append(board.fail(claim, "weak-w", "too hard").value)
+    assert outcomes == ["open", "dead"]
+    assert events(board, "escalated") == []
+
+
+def test_a_class_leaves_the_kind_it_keeps_failing_to_a_better_one(
+    swarms: Any, store: Trails
+) -> None:
+    store.fold(["weak|hard", "0|60|0|0|0", "strong|hard", "20|0|0|0|0"], 1_000_000_000)
+    board = swarms(purpose(("h", ("hard",))))
+    live(board, "weak", "strong")
+    from swarm.board import ClaimStatus
+
+    weak = [claim_as(board, "weak") for _ in range(50)]
+    # s^2/(s^2+theta^2) with s = eta = 1 and theta = 61: it responds about 1 time in 3722
+    assert weak == [ClaimStatus.DECLINED] * 50
+    assert board.status()["by_state"]["open"] == 1  # declining changed nothing
+    assert claim_as(board, "strong").task.title == "h"
+    assert events(board, "claimed")[-1]["rule"] == "trails"
+
+
+def test_the_repellent_turns_a_class_to_the_kind_it_does_well(swarms: Any, store: Trails) -> None:
+    store.fold(["weak|hard", "0|8|0|0|0"], 1_000_000_000)
+    picks: dict[str, int] = {"e": 0, "h": 0}
+    for _ in range(20):
+        board = swarms(purpose(("h", ("hard",)), ("e", ("easy",))))
+        live(board, "weak")  # alone: it never declines, but it prefers what it succeeds at
+        picks[claim_as(board, "weak").task.title] += 1
+    # weights 1/2 (no trail) against 1/82: the hard task is drawn about 1 time in 42
+    assert picks["e"] >= 18
+
+
+def test_learning_off_reads_and_writes_no_trails(swarms: Any, store: Trails) -> None:
+    board = swarms(purpose(("h", ("hard",)), learning=0, max_attempts=1))
+    live(board, "weak", "strong")
+    claim = claim_as(board, "weak")
+    assert board.fail(claim, "weak-w", "too hard").value == "dead"
+    assert board.own_trails() == [] and board.failed_by(claim.task.id) == []
+    assert events(board, "escalated") == [] and board.fold_trails(store) == 0
+    assert events(board, "claimed")[0]["rule"] == "pheromone"
+
+
+def test_a_worker_publishes_its_profile_and_it_expires(swarms: Any, client: Any) -> None:
+    from swarm.worker import Worker, WorkerConfig
+
+    board = swarms(purpose(("e", ())))
+    mind = SimMind(SimConfig())
+    worker = Worker(client, mind, WorkerConfig(worker_class="gpu-large", skills=("hard",)))
+    board.heartbeat(worker.id, worker.record(), ttl_s=5)
+    published = client.hgetall(board.keys.worker(worker.id))
+    assert published["class"] == "gpu-large" and published["skills"] == "hard"
+    assert published["code"] == "0" and published["mind"] == "sim"
+    assert 0 < client.pttl(board.keys.worker(worker.id)) <= 5000
+    assert client.hget(board.keys.classes, "gpu-large") is not None
+    assert Worker(client, mind).worker_class == "sim"  # the mind's name by default
+    with pytest.raises(ValueError, match="invalid worker class"):
+        Worker(client, mind, WorkerConfig(worker_class="a|b"))

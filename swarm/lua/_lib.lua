@@ -177,51 +177,6 @@ local function read_context(tid)
   return {ancestry, siblings, children}
 end
 
--- A failed or expired attempt: retry with lowered pheromone, or give up on the task.
-local function retry_or_die(tid, now, reason)
-  redis.call('ZREM', LEASES, tid)
-  local attempts = redis.call('HINCRBY', TASK .. tid, 'attempts', 1)
-  redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
-  if attempts >= meta_num('max_attempts', 3) then
-    move(tid, 'claimed', 'dead', now)
-    return 'dead'
-  end
-  move(tid, 'claimed', 'open', now)
-  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
-  put_open(tid, s + math.log(meta_num('rho_fail', 0.5)))
-  return 'open'
-end
-
-local function charge_tokens(tid, tokens)
-  if tokens > 0 then
-    redis.call('HINCRBY', META, 'tokens', tokens)
-    redis.call('HINCRBY', TASK .. tid, 'tokens', tokens)
-  end
-end
-
--- Control writes apply once. redis-py resends a command whose reply it lost (a stall past
--- its socket timeout, a dropped connection), so each control write carries a request id:
--- KEYS[9] = swarm:{id}:requests (hash: request id -> first reply) and KEYS[10] =
--- swarm:{id}:requests:until (zset: request id -> kept until, ms on the swarm's clock). A
--- resent request finds its first reply and changes nothing; ids are kept ten minutes, far
--- past redis-py's retries, and the expired ones are dropped by the next control write.
-local REQUEST_KEEP_MS = 600000
-
-local function replayed(rid)
-  return redis.call('HGET', KEYS[9], rid)
-end
-
-local function remember(rid, now, reply)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now, 'LIMIT', 0, 64)
-  if #expired > 0 then
-    redis.call('HDEL', KEYS[9], unpack(expired))
-    redis.call('ZREM', KEYS[10], unpack(expired))
-  end
-  redis.call('HSET', KEYS[9], rid, reply)
-  redis.call('ZADD', KEYS[10], now + REQUEST_KEEP_MS, rid)
-  return reply
-end
-
 -- Division of labour (docs/architecture.md section 6a). Three more keys of the swarm, built
 -- from the meta key's name (same hash tag, so the same slot on a cluster), so that every
 -- script keeps its eight KEYS:
@@ -322,4 +277,82 @@ local function untried(failed_by, now)
     if not listed(failed_by, class) then found[#found + 1] = class end
   end
   return found
+end
+
+-- A failure of a classed worker in a swarm that learns: the class joins the task's failed_by.
+-- Returns the class, failed_by and the live classes that have not tried the task (nil when
+-- none, or when nothing is recorded).
+local function escalate(tid, now)
+  if not learning() then return nil end
+  local class = redis.call('HGET', TASK .. tid, 'class')
+  if not class or class == '' then return nil end
+  local failed_by = redis.call('HGET', FAILED, tid)
+  if not failed_by or failed_by == '' then
+    failed_by = class
+  elseif not listed(failed_by, class) then
+    failed_by = failed_by .. ',' .. class
+  end
+  redis.call('HSET', FAILED, tid, failed_by)
+  redis.call('HSET', TASK .. tid, 'failed_by', failed_by)
+  local to = untried(failed_by, now)
+  if #to == 0 then return class, failed_by, nil end
+  return class, failed_by, to
+end
+
+-- A failed or expired attempt: retry with lowered pheromone, or give up on the task. In a
+-- swarm that learns, the failing class's trails take the failure, and the task is escalated:
+-- recorded as failed by that class (claims steer it to the live classes that have not
+-- tried it) and kept past max_attempts while such a class lives (bounded: max_attempts
+-- more per class that failed it), so it dies only when every live class has failed it.
+local function retry_or_die(tid, now, reason)
+  redis.call('ZREM', LEASES, tid)
+  local attempts = redis.call('HINCRBY', TASK .. tid, 'attempts', 1)
+  redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
+  trail_outcome(tid, now, false, 0)
+  local class, failed_by, to = escalate(tid, now)
+  local max_attempts = meta_num('max_attempts', 3)
+  local _, n_failed = string.gsub(failed_by or '', '[^,]+', '')
+  if attempts >= max_attempts and not (to and attempts < max_attempts * (n_failed + 1)) then
+    move(tid, 'claimed', 'dead', now)
+    redis.call('HDEL', FAILED, tid)
+    return 'dead'
+  end
+  move(tid, 'claimed', 'open', now)
+  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
+  put_open(tid, s + math.log(meta_num('rho_fail', 0.5)))
+  if to then
+    emit(now, 'escalated', tid, class, 'failed_by', failed_by, 'to', table.concat(to, ','),
+      'attempts', attempts)
+  end
+  return 'open'
+end
+
+local function charge_tokens(tid, tokens)
+  if tokens > 0 then
+    redis.call('HINCRBY', META, 'tokens', tokens)
+    redis.call('HINCRBY', TASK .. tid, 'tokens', tokens)
+  end
+end
+
+-- Control writes apply once. redis-py resends a command whose reply it lost (a stall past
+-- its socket timeout, a dropped connection), so each control write carries a request id:
+-- KEYS[9] = swarm:{id}:requests (hash: request id -> first reply) and KEYS[10] =
+-- swarm:{id}:requests:until (zset: request id -> kept until, ms on the swarm's clock). A
+-- resent request finds its first reply and changes nothing; ids are kept ten minutes, far
+-- past redis-py's retries, and the expired ones are dropped by the next control write.
+local REQUEST_KEEP_MS = 600000
+
+local function replayed(rid)
+  return redis.call('HGET', KEYS[9], rid)
+end
+
+local function remember(rid, now, reply)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now, 'LIMIT', 0, 64)
+  if #expired > 0 then
+    redis.call('HDEL', KEYS[9], unpack(expired))
+    redis.call('ZREM', KEYS[10], unpack(expired))
+  end
+  redis.call('HSET', KEYS[9], rid, reply)
+  redis.call('ZADD', KEYS[10], now + REQUEST_KEEP_MS, rid)
+  return reply
 end

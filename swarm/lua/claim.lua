@@ -9,13 +9,19 @@
 -- ARGV[6] = r_index    uniform [0,1): the index drawn when exploring
 -- ARGV[7] = skills     comma-separated tags the worker is good at ('' for none)
 -- ARGV[8] = reap limit (expired leases handled per call, so a claim stays O(log n + K))
+-- ARGV[9] = worker class ('' for none: no trails read, no escalation; section 6a)
+-- ARGV[10] = r_respond uniform [0,1): the response-threshold draw
 -- Returns {'ok', tid, fence, {task hash flat}, {swarm state, tasks, max_tasks, max_depth,
 --          max_children}, {ancestry, siblings, children}} (the context, so thinking needs no
 --          further round trip)
 --      or {'paused'} | {'closed', state} | {'empty', n_claimed}
+--      or {'declined', tid}: the worker's class leaves the task it drew to a class that does
+--         it better (response threshold), or every candidate has failed on its class while
+--         another live class has not tried them (escalation); nothing was changed
 local worker, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_explore, r_pick, r_index = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local reap_limit = tonumber(ARGV[8])
+local class, r_respond = ARGV[9] or '', tonumber(ARGV[10]) or 0
 
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NOSWARM no such swarm') end
@@ -77,34 +83,130 @@ local function eta(packed)
   return e + math.min((now - created) / 600000, 1)
 end
 
+-- Division of labour (section 6a), for a worker with a class in a swarm that learns.
+local labour = class ~= '' and learning()
+local gamma = meta_num('learning', 0)
+local live = nil  -- live classes, read at most once, only when escalation needs them
+
+local function live_now()
+  if not live then live = live_classes(now) end
+  return live
+end
+
+-- A class that failed this task leaves it while a live class has not tried it.
+local function steered_away(failed_by)
+  if not failed_by or not listed(failed_by, class) then return false end
+  for _, c in ipairs(live_now()) do
+    if not listed(failed_by, c) then return true end
+  end
+  return false
+end
+
+-- The candidates' response thresholds for this worker's class: the worst of each task's
+-- kinds. One HMGET of at most K x max_tags fields.
+local function thresholds(kinds)
+  local fields, owner = {}, {}
+  for j, ks in ipairs(kinds) do
+    for _, kind in ipairs(ks) do
+      fields[#fields + 1] = class .. '|' .. kind
+      owner[#owner + 1] = j
+    end
+  end
+  local theta = {}
+  for j = 1, #kinds do theta[j] = 0 end
+  if #fields == 0 then return theta end
+  local found = redis.call('HMGET', TRAILS, unpack(fields))
+  for i = 1, #fields do
+    theta[owner[i]] = math.max(theta[owner[i]], trail_theta(found[i]))
+  end
+  return theta
+end
+
+-- Whether another live class has a lower threshold for these kinds: only then may this
+-- class leave the task (a swarm of one class never declines work). O(classes x kinds).
+local function another_does_better(ks, mine)
+  for _, c in ipairs(live_now()) do
+    if c ~= class then
+      local fields = {}
+      for _, kind in ipairs(ks) do fields[#fields + 1] = c .. '|' .. kind end
+      local theirs = 0
+      for _, packed in ipairs(redis.call('HMGET', TRAILS, unpack(fields))) do
+        theirs = math.max(theirs, trail_theta(packed))
+      end
+      if theirs < mine then return true end
+    end
+  end
+  return false
+end
+
+local rule = 'pheromone'
+
 local function pick(k)
   local n = redis.call('ZCARD', OPEN)
   if n == 0 then return nil end
   if state ~= 'wrapping' and r_explore < meta_num('epsilon', 0) then
     local idx = math.min(math.floor(r_index * n), n - 1)
-    return redis.call('ZRANGE', OPEN, idx, idx)[1]
+    local tid = redis.call('ZRANGE', OPEN, idx, idx)[1]
+    if not labour or not steered_away(redis.call('HGET', FAILED, tid)) then
+      rule = 'explore'
+      return tid
+    end
   end
   local top = redis.call('ZREVRANGE', OPEN, 0, k - 1, 'WITHSCORES')
   local ids, logw = {}, {}
   local alpha, beta, offset = meta_num('alpha', 1), meta_num('beta', 1), decay_offset(now)
   for i = 1, #top, 2 do ids[#ids + 1] = top[i] end
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
+  local etas, kinds, failed, theta = {}, {}, {}, {}
+  for j = 1, #ids do
+    local p = packed[j] or 'work|0|0|0|'
+    etas[j] = eta(p)
+    if labour then
+      local kind, _, _, _, tags = split_traits(p)
+      kinds[j] = trail_kinds(kind, tags)
+    end
+  end
+  if labour then
+    failed = redis.call('HMGET', FAILED, unpack(ids))
+    theta = thresholds(kinds)
+  end
   local best = -math.huge
   for j = 1, #ids do
-    logw[j] = alpha * (tonumber(top[2 * j]) - offset) + beta * math.log(eta(packed[j] or 'work|0|0|0|'))
+    logw[j] = alpha * (tonumber(top[2 * j]) - offset) + beta * math.log(etas[j])
+    if labour then
+      if steered_away(failed[j]) then
+        logw[j] = -math.huge
+      else
+        -- response threshold: s^2 / (s^2 + theta^2), the stimulus s being eta
+        logw[j] = logw[j] + gamma * math.log(etas[j] ^ 2 / (etas[j] ^ 2 + theta[j] ^ 2))
+      end
+    end
     if logw[j] > best then best = logw[j] end
   end
+  if best == -math.huge then return nil, ids[1] end  -- every candidate escalated elsewhere
   local total, weights = 0, {}
   for j = 1, #ids do
     weights[j] = math.exp(logw[j] - best)
     total = total + weights[j]
   end
-  local target, acc = r_pick * total, 0
+  local target, acc, chosen = r_pick * total, 0, #ids
   for j = 1, #ids do
     acc = acc + weights[j]
-    if target < acc then return ids[j] end
+    if target < acc then chosen = j break end
   end
-  return ids[#ids]
+  if not labour then return ids[chosen] end
+  if failed[chosen] and not listed(failed[chosen], class) then
+    rule = 'escalated'  -- another class failed it; this one has not tried
+    return ids[chosen]
+  end
+  rule = 'trails'
+  -- Respond with probability s^2 / (s^2 + theta^2), but leave the task only to a class
+  -- that does this kind better.
+  local s2 = etas[chosen] ^ 2
+  if r_respond >= s2 / (s2 + theta[chosen] ^ 2) and another_does_better(kinds[chosen], theta[chosen]) then
+    return nil, ids[chosen]
+  end
+  return ids[chosen]
 end
 
 reap()
@@ -118,15 +220,17 @@ if state == 'wrapping' then sweep(k) end
 state = redis.call('HGET', META, 'state')
 if state == 'done' or state == 'cancelled' then return {'closed', state} end
 
-local tid = pick(k)
+local tid, declined = pick(k)
+if declined then return {'declined', declined} end
 if not tid then return {'empty', redis.call('ZCARD', LEASES)} end
 
 local score = take_open(tid)
 local fence = redis.call('INCR', FENCE)
 move(tid, 'open', 'claimed', now)
-redis.call('HSET', TASK .. tid, 'owner', worker, 'fence', fence, 'score', score)
+redis.call('HSET', TASK .. tid, 'owner', worker, 'fence', fence, 'score', score,
+  'class', class, 'claimed', now)
 redis.call('ZADD', LEASES, now + lease, tid)
-emit(now, 'claimed', tid, worker, 'fence', fence)
+emit(now, 'claimed', tid, worker, 'fence', fence, 'class', class, 'rule', rule)
 return {'ok', tid, tostring(fence), redis.call('HGETALL', TASK .. tid),
   redis.call('HMGET', META, 'state', 'tasks', 'max_tasks', 'max_depth', 'max_children'),
   read_context(tid)}

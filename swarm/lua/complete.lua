@@ -18,6 +18,8 @@ move(tid, 'claimed', 'done', now)
 redis.call('HSET', TASK .. tid, 'result', ARGV[5], 'confidence', ARGV[6], 'owner', worker)
 redis.call('HINCRBY', META, 'completions', 1)
 charge_tokens(tid, tokens)
+trail_outcome(tid, now, true, tokens)
+redis.call('HDEL', FAILED, tid)
 emit(now, 'completed', tid, worker, 'confidence', ARGV[6], 'tokens', tokens)
 
 -- Positive feedback: a good answer makes the rest of its branch more attractive.
