@@ -306,7 +306,6 @@ class Board:
             ",".join(skills),
             reap_limit,
             worker_class,
-            self.rng.random(),
         )
         status = ClaimStatus(reply[0])
         if status is ClaimStatus.DECLINED:

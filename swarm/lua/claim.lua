@@ -10,7 +10,6 @@
 -- ARGV[7] = skills     comma-separated tags the worker is good at ('' for none)
 -- ARGV[8] = reap limit (expired leases handled per call, so a claim stays O(log n + K))
 -- ARGV[9] = worker class ('' for none: no trails read, no escalation; section 6a)
--- ARGV[10] = r_respond uniform [0,1): the response-threshold draw
 -- Returns {'ok', tid, fence, {task hash flat}, {swarm state, tasks, max_tasks, max_depth,
 --          max_children}, {ancestry, siblings, children}} (the context, so thinking needs no
 --          further round trip)
@@ -21,7 +20,7 @@
 local worker, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_explore, r_pick, r_index = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local reap_limit = tonumber(ARGV[8])
-local class, r_respond = ARGV[9] or '', tonumber(ARGV[10]) or 0
+local class = ARGV[9] or ''
 
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NOSWARM no such swarm') end
@@ -140,6 +139,31 @@ local function another_does_better(ks, mine)
 end
 
 local rule = 'pheromone'
+local ESCALATION_BONUS = 4  -- eta added per class that failed a task, for one that has not
+
+-- A fixed draw in [0,1) per (worker, task): a worker that left a task leaves it again on its
+-- next claims, until its class's trails or the task's age change the odds (a fresh draw at
+-- every poll would hand the task to a worker that keeps polling, whatever its threshold).
+local function draw(tid)
+  local h, key = 7, worker .. '|' .. tid
+  for i = 1, #key do h = (h * 31 + string.byte(key, i)) % 2147483647 end
+  for _ = 1, 3 do h = (h * 48271) % 2147483647 end  -- Park-Miller steps spread near keys
+  return h / 2147483647
+end
+
+-- The worker's class takes the task it drew with probability s^2 / (s^2 + theta^2), and
+-- leaves it (a 'declined' reply) only to a live class that does this kind better. A task
+-- another class failed and this one has not tried is taken (escalation); one that every
+-- live class has failed goes to the best of them.
+local function respond(tid, s, ks, theta, failed_by)
+  if failed_by and not listed(failed_by, class) then
+    rule = 'escalated'
+    return tid
+  end
+  if not failed_by and draw(tid) < s ^ 2 / (s ^ 2 + theta ^ 2) then return tid end
+  if another_does_better(ks, theta) then return nil, tid end
+  return tid
+end
 
 local function pick(k)
   local n = redis.call('ZCARD', OPEN)
@@ -147,9 +171,17 @@ local function pick(k)
   if state ~= 'wrapping' and r_explore < meta_num('epsilon', 0) then
     local idx = math.min(math.floor(r_index * n), n - 1)
     local tid = redis.call('ZRANGE', OPEN, idx, idx)[1]
-    if not labour or not steered_away(redis.call('HGET', FAILED, tid)) then
+    if not labour then
       rule = 'explore'
       return tid
+    end
+    local failed_by = redis.call('HGET', FAILED, tid)
+    if not steered_away(failed_by) then
+      rule = 'explore'
+      local p = redis.call('HGET', TRAITS, tid) or 'work|0|0|0|'
+      local kind, _, _, _, tags = split_traits(p)
+      local ks = trail_kinds(kind, tags)
+      return respond(tid, eta(p), ks, thresholds({ks})[1], failed_by)
     end
   end
   local top = redis.call('ZREVRANGE', OPEN, 0, k - 1, 'WITHSCORES')
@@ -169,6 +201,14 @@ local function pick(k)
   if labour then
     failed = redis.call('HMGET', FAILED, unpack(ids))
     theta = thresholds(kinds)
+    -- Escalation's pull: a task other classes failed is the more urgent for one that has not
+    -- tried it (its pheromone was lowered by each failure; this lifts it back).
+    for j = 1, #ids do
+      if failed[j] and not listed(failed[j], class) then
+        local _, n = string.gsub(failed[j], '[^,]+', '')
+        etas[j] = etas[j] + ESCALATION_BONUS * n
+      end
+    end
   end
   local best = -math.huge
   for j = 1, #ids do
@@ -195,18 +235,8 @@ local function pick(k)
     if target < acc then chosen = j break end
   end
   if not labour then return ids[chosen] end
-  if failed[chosen] and not listed(failed[chosen], class) then
-    rule = 'escalated'  -- another class failed it; this one has not tried
-    return ids[chosen]
-  end
   rule = 'trails'
-  -- Respond with probability s^2 / (s^2 + theta^2), but leave the task only to a class
-  -- that does this kind better.
-  local s2 = etas[chosen] ^ 2
-  if r_respond >= s2 / (s2 + theta[chosen] ^ 2) and another_does_better(kinds[chosen], theta[chosen]) then
-    return nil, ids[chosen]
-  end
-  return ids[chosen]
+  return respond(ids[chosen], etas[chosen], kinds[chosen], theta[chosen], failed[chosen])
 end
 
 reap()
