@@ -118,7 +118,7 @@ def run_swarm(client: Any, setup: Setup, learning: float, seed: int) -> dict[str
     for task in board.children("0"):
         if task.state.value == "done":
             hard_done += "hard" in task.tags
-            done_by = client.hget(board.keys.task(task.id), "class") or "?"
+            done_by = task.owner_class or "?"
             by_class[done_by] = by_class.get(done_by, 0) + 1
     figures = {
         "answered": status["outcome"] == "answered",

@@ -10,13 +10,14 @@
 -- ARGV[7] = skills     comma-separated tags the worker is good at ('' for none)
 -- ARGV[8] = reap limit (expired leases handled per call, so a claim stays O(log n + K))
 -- ARGV[9] = worker class ('' for none: no trails read, no escalation; section 6a)
--- Returns {'ok', tid, fence, {task hash flat}, {swarm state, tasks, max_tasks, max_depth,
---          max_children}, {ancestry, siblings, children}} (the context, so thinking needs no
---          further round trip)
---      or {'paused'} | {'closed', state} | {'empty', n_claimed}
---      or {'declined', tid}: the worker's class leaves the task it drew to a class that does
---         it better (response threshold), or every candidate has failed on its class while
---         another live class has not tried them (escalation); nothing was changed
+-- Returns a status, then name/value pairs (decoded by name, swarm/board.py `named`):
+--   {'ok', 'id', tid, 'fence', fence, 'task', {the task hash, flat},
+--    'swarm', {state, tasks, max_tasks, max_depth, max_children: flat name/value pairs},
+--    'context', read_context(tid)}  (the context, so thinking needs no further round trip)
+--   | {'paused'} | {'closed', 'state', swarm state} | {'empty', 'held', n_claimed}
+--   | {'declined', 'id', tid}: the worker's class leaves the task it drew to a class that
+--     does it better (response threshold), or every candidate failed on its class while a
+--     live class has not tried them (escalation); nothing was changed
 local worker, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_explore, r_pick, r_index = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local reap_limit = tonumber(ARGV[8])
@@ -24,7 +25,7 @@ local class = ARGV[9] or ''
 
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NOSWARM no such swarm') end
-if state == 'done' or state == 'cancelled' then return {'closed', state} end
+if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 
 local function reap()
   local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, reap_limit)
@@ -46,8 +47,8 @@ local function sweep(k)
     if #top == 0 then return end
     local cut = false
     for _, tid in ipairs(top) do
-      local kind, depth = string.match(redis.call('HGET', TRAITS, tid) or '', '^([^|]*)|[^|]*|([^|]*)|')
-      if kind == 'work' and tonumber(depth) > 0 then
+      local traits = traits_of(redis.call('HGET', TRAITS, tid), now)
+      if traits.kind == 'work' and traits.depth > 0 then
         cancel_one(tid, now)
         redis.call('HSET', TASK .. tid, 'reason', 'budget spent')
         emit(now, 'cancelled', tid, worker, 'reason', 'budget spent')
@@ -58,11 +59,6 @@ local function sweep(k)
     end
     if not cut then return end
   end
-end
-
-local function split_traits(packed)
-  local kind, priority, depth, created, tags = string.match(packed, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  return kind, tonumber(priority) or 0, tonumber(depth) or 0, tonumber(created) or now, tags or ''
 end
 
 local function tag_matches(tags, skills)
@@ -76,10 +72,10 @@ end
 
 -- eta: the heuristic desirability of a task, apart from its pheromone.
 local function eta(packed)
-  local kind, priority, _, created, tags = split_traits(packed)
-  local e = 1 + math.max(priority, 0) + tag_matches(tags, ARGV[7])
-  if kind == 'synthesize' then e = e + meta_num('synth_bonus', 4) end
-  return e + math.min((now - created) / 600000, 1)
+  local t = traits_of(packed, now)
+  local e = 1 + math.max(t.priority, 0) + tag_matches(t.tags, ARGV[7])
+  if t.kind == 'synthesize' then e = e + meta_num('synth_bonus', 4) end
+  return e + math.min((now - t.created) / 600000, 1)
 end
 
 -- Division of labour (section 6a), for a worker with a class in a swarm that learns.
@@ -178,9 +174,9 @@ local function pick(k)
     local failed_by = redis.call('HGET', FAILED, tid)
     if not steered_away(failed_by) then
       rule = 'explore'
-      local p = redis.call('HGET', TRAITS, tid) or 'work|0|0|0|'
-      local kind, _, _, _, tags = split_traits(p)
-      local ks = trail_kinds(kind, tags)
+      local p = redis.call('HGET', TRAITS, tid)
+      local t = traits_of(p, now)
+      local ks = trail_kinds(t.kind, t.tags)
       return respond(tid, eta(p), ks, thresholds({ks})[1], failed_by)
     end
   end
@@ -191,11 +187,11 @@ local function pick(k)
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
   local etas, kinds, failed, theta = {}, {}, {}, {}
   for j = 1, #ids do
-    local p = packed[j] or 'work|0|0|0|'
+    local p = packed[j]
     etas[j] = eta(p)
     if labour then
-      local kind, _, _, _, tags = split_traits(p)
-      kinds[j] = trail_kinds(kind, tags)
+      local t = traits_of(p, now)
+      kinds[j] = trail_kinds(t.kind, t.tags)
     end
   end
   if labour then
@@ -242,25 +238,25 @@ end
 reap()
 if state == 'running' then check_budgets(now, worker) end
 state = redis.call('HGET', META, 'state')
-if state == 'done' or state == 'cancelled' then return {'closed', state} end
+if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 if state == 'paused' then return {'paused'} end
 
 local k = meta_num('candidates', 16)
 if state == 'wrapping' then sweep(k) end
 state = redis.call('HGET', META, 'state')
-if state == 'done' or state == 'cancelled' then return {'closed', state} end
+if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 
 local tid, declined = pick(k)
-if declined then return {'declined', declined} end
-if not tid then return {'empty', redis.call('ZCARD', LEASES)} end
+if declined then return {'declined', 'id', declined} end
+if not tid then return {'empty', 'held', redis.call('ZCARD', LEASES)} end
 
 local score = take_open(tid)
 local fence = redis.call('INCR', FENCE)
 move(tid, 'open', 'claimed', now)
 redis.call('HSET', TASK .. tid, 'owner', worker, 'fence', fence, 'score', score,
-  'class', class, 'claimed', now)
+  'owner_class', class, 'claimed_at', now)
 redis.call('ZADD', LEASES, now + lease, tid)
 emit(now, 'claimed', tid, worker, 'fence', fence, 'class', class, 'rule', rule)
-return {'ok', tid, tostring(fence), redis.call('HGETALL', TASK .. tid),
-  redis.call('HMGET', META, 'state', 'tasks', 'max_tasks', 'max_depth', 'max_children'),
-  read_context(tid)}
+return {'ok', 'id', tid, 'fence', tostring(fence), 'task', redis.call('HGETALL', TASK .. tid),
+  'swarm', named(META, {'state', 'tasks', 'max_tasks', 'max_depth', 'max_children'}),
+  'context', read_context(tid)}
