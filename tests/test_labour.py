@@ -247,6 +247,8 @@ def test_a_task_failed_by_one_class_escalates_to_another(swarms: Any) -> None:
     escalated = events(board, "escalated")
     assert escalated[0]["failed_by"] == "weak" and escalated[0]["to"] == "strong"
     assert board.failed_by(claim.task.id) == ["weak"]
+    task = board.task(claim.task.id)
+    assert task is not None and task.failed_by == ("weak",) and task.owner_class == "weak"
     from swarm.board import ClaimStatus
 
     assert claim_as(board, "weak") is ClaimStatus.DECLINED  # steered away from its failure

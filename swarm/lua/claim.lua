@@ -70,17 +70,16 @@ local function tag_matches(tags, skills)
   return n
 end
 
--- eta: the heuristic desirability of a task, apart from its pheromone.
-local function eta(packed)
-  local t = traits_of(packed, now)
+-- eta: the heuristic desirability of a task (its traits, traits_of), apart from its pheromone.
+local function eta(t)
   local e = 1 + math.max(t.priority, 0) + tag_matches(t.tags, ARGV[7])
   if t.kind == 'synthesize' then e = e + meta_num('synth_bonus', 4) end
   return e + math.min((now - t.created) / 600000, 1)
 end
 
 -- Division of labour (section 6a), for a worker with a class in a swarm that learns.
-local labour = class ~= '' and learning()
-local gamma = meta_num('learning', 0)
+local gamma = class ~= '' and meta_num('learning', 0) or 0  -- one HGET, only with a class
+local labour = gamma > 0
 local live = nil  -- live classes, read at most once, only when escalation needs them
 
 local function live_now()
@@ -174,10 +173,9 @@ local function pick(k)
     local failed_by = redis.call('HGET', FAILED, tid)
     if not steered_away(failed_by) then
       rule = 'explore'
-      local p = redis.call('HGET', TRAITS, tid)
-      local t = traits_of(p, now)
+      local t = traits_of(redis.call('HGET', TRAITS, tid), now)
       local ks = trail_kinds(t.kind, t.tags)
-      return respond(tid, eta(p), ks, thresholds({ks})[1], failed_by)
+      return respond(tid, eta(t), ks, thresholds({ks})[1], failed_by)
     end
   end
   local top = redis.call('ZREVRANGE', OPEN, 0, k - 1, 'WITHSCORES')
@@ -187,12 +185,9 @@ local function pick(k)
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
   local etas, kinds, failed, theta = {}, {}, {}, {}
   for j = 1, #ids do
-    local p = packed[j]
-    etas[j] = eta(p)
-    if labour then
-      local t = traits_of(p, now)
-      kinds[j] = trail_kinds(t.kind, t.tags)
-    end
+    local t = traits_of(packed[j], now)
+    etas[j] = eta(t)
+    if labour then kinds[j] = trail_kinds(t.kind, t.tags) end
   end
   if labour then
     failed = redis.call('HMGET', FAILED, unpack(ids))
