@@ -322,3 +322,36 @@ def test_a_worker_publishes_its_profile_and_it_expires(swarms: Any, client: Any)
     assert Worker(client, mind).worker_class == "sim"  # the mind's name by default
     with pytest.raises(ValueError, match="invalid worker class"):
         Worker(client, mind, WorkerConfig(worker_class="a|b"))
+
+
+# -- shown where people look ------------------------------------------------------------------------
+
+
+def test_watch_shows_classes_and_where_work_flows(swarms: Any, clock: FakeClock) -> None:
+    import io
+
+    from rich.console import Console
+
+    from swarm.dashboard.view import payload
+    from swarm.watch import ClassFlow, WatchState, render, snapshot
+
+    board = swarms(purpose(("h", ("hard",)), ("e", ("easy",))))
+    live(board, "weak", "strong")
+    board.heartbeat("evil-w", {"class": "\x1b[31mred", "mind": "sim"}, ttl_s=30)  # from Redis
+    first = claim_as(board, "weak")
+    board.fail(first, "weak-w", "too hard")
+    retry = claim_as(board, "strong")
+    assert retry.task.id == first.task.id  # escalated: weak would decline it
+    board.complete(retry, "strong-w", "done")
+    snap = snapshot(board.client, board.id, WatchState(), height=30, now=clock.now)
+    assert {w.worker_class for w in snap.workers} >= {"weak", "strong"}
+    assert snap.flow == (
+        ClassFlow("strong", claimed=1, done=1, failed=0, escalated=1),
+        ClassFlow("weak", claimed=1, done=0, failed=1, escalated=0),
+    )
+    console = Console(record=True, width=100, height=30, file=io.StringIO())
+    console.print(render(snap, 100, 30))
+    text = console.export_text()
+    assert "by class strong 1 done 1 escalated to it · weak 0 done 1 failed" in text
+    assert "\x1b" not in text and "red" in text  # the hostile class, shown literally
+    assert payload(snap)["flow"][0]["worker_class"] == "strong"

@@ -100,6 +100,7 @@ def payload(snap: Snapshot) -> dict[str, Any]:
         "workers": [dataclasses.asdict(w) for w in snap.workers],
         "workers_alive": snap.workers_alive,
         "workers_total": snap.workers_total,
+        "flow": [dataclasses.asdict(f) for f in snap.flow],
         "throughput": list(snap.throughput),
         "bucket_s": BUCKET_S,
         "events": [dataclasses.asdict(e) for e in snap.events],

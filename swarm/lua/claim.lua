@@ -33,7 +33,8 @@ local function reap()
     local owner = redis.call('HGET', TASK .. tid, 'owner')
     local outcome = retry_or_die(tid, now, 'lease expired (worker ' .. owner .. ' gone)')
     redis.call('HINCRBY', META, 'reaps', 1)  -- a counter for /metrics
-    emit(now, 'reaped', tid, worker, 'owner', owner, 'outcome', outcome)
+    emit(now, 'reaped', tid, worker, 'owner', owner, 'outcome', outcome,
+      'class', redis.call('HGET', TASK .. tid, 'owner_class') or '')
     if outcome == 'dead' then settle(tid, now, worker) end
   end
 end

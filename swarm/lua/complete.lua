@@ -20,7 +20,8 @@ redis.call('HINCRBY', META, 'completions', 1)
 charge_tokens(tid, tokens)
 trail_outcome(tid, now, true, tokens)
 redis.call('HDEL', FAILED, tid)
-emit(now, 'completed', tid, worker, 'confidence', ARGV[6], 'tokens', tokens)
+emit(now, 'completed', tid, worker, 'confidence', ARGV[6], 'tokens', tokens,
+  'class', redis.call('HGET', TASK .. tid, 'owner_class') or '')
 
 -- Positive feedback: a good answer makes the rest of its branch more attractive.
 local amount = meta_num('q', 1) * weight
