@@ -80,7 +80,7 @@ def test_sim_tag_failures_follow_their_probability() -> None:
     assert 500 < failures < 700  # 600 expected; binomial sd about 20
 
 
-# -- classes and trail values ---------------------------------------------------------------------
+# -- classes and trail values ------------------------------------------------------------------
 
 
 def test_worker_classes_are_checked() -> None:
@@ -105,7 +105,7 @@ def test_trail_values_are_parsed_defensively() -> None:
     assert halved.failures == pytest.approx(1.5) and halved.successes == pytest.approx(0.5)
 
 
-# -- long-lived trails ---------------------------------------------------------------------------
+# -- long-lived trails -------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_reset_all_or_one_class(store: Trails) -> None:
     assert store.read() == []
 
 
-# -- swarms -------------------------------------------------------------------------------------
+# -- swarms ------------------------------------------------------------------------------------
 
 
 def purpose(*tasks: tuple[str, tuple[str, ...]], learning: float = 1.0, **budgets: Any) -> Purpose:
@@ -182,7 +182,7 @@ def test_a_new_swarm_starts_from_the_long_lived_trails(swarms: Any, store: Trail
     assert off.own_trails() == []
 
 
-# -- outcomes, escalation, steering ---------------------------------------------------------------
+# -- outcomes, escalation, steering ------------------------------------------------------------
 
 
 def live(board: Board, *classes: str) -> None:
@@ -324,7 +324,7 @@ def test_a_worker_publishes_its_profile_and_it_expires(swarms: Any, client: Any)
         Worker(client, mind, WorkerConfig(worker_class="a|b"))
 
 
-# -- shown where people look ------------------------------------------------------------------------
+# -- shown where people look -------------------------------------------------------------------
 
 
 def test_watch_shows_classes_and_where_work_flows(swarms: Any, clock: FakeClock) -> None:
