@@ -5,7 +5,9 @@ Board-level tests run on a real Redis and on fakeredis with Lua (the `client` fi
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -355,3 +357,51 @@ def test_watch_shows_classes_and_where_work_flows(swarms: Any, clock: FakeClock)
     assert "by class strong 1 done 1 escalated to it · weak 0 done 1 failed" in text
     assert "\x1b" not in text and "red" in text  # the hostile class, shown literally
     assert payload(snap)["flow"][0]["worker_class"] == "strong"
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+
+def test_swarm_trails_shows_filters_and_resets(redis_url: str, real_redis: Any) -> None:
+    from click.testing import CliRunner
+
+    from swarm.cli import cli
+
+    store = Trails(real_redis)
+    now = int(time.time() * 1000)
+    store.fold(["weak|hard", "1|3|4|40|0", "strong|hard", "4|0|8|80|0"], now)
+    real_redis.hset(store.key, "\x1b[31mevil|hard", "1|1|1|1|1")  # unreadable: not shown
+    real_redis.hset(store.key, "odd|\x1b]0;title\x07", "1|0|1|1|1")  # shown, made safe
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["trails", "--redis", redis_url])
+    assert shown.exit_code == 0, shown.output
+    assert "weak" in shown.output and "strong" in shown.output and "33%" in shown.output
+    assert "\x1b" not in shown.output and "\x07" not in shown.output and "evil" not in shown.output
+    as_json = runner.invoke(cli, ["trails", "--redis", redis_url, "--json", "--class", "weak"])
+    rows = json.loads(as_json.output)
+    assert [(r["class"], r["kind"], r["failures"]) for r in rows] == [("weak", "hard", 3.0)]
+    assert rows[0]["mean_s"] == 4.0 and rows[0]["theta"] == 2.0
+    forgot = runner.invoke(cli, ["trails", "--redis", redis_url, "--reset", "--class", "weak"])
+    assert forgot.output.strip() == "forgot 1 trail"
+    assert {t.worker_class for t in store.read()} == {"strong", "odd"}
+    both = runner.invoke(cli, ["trails", "--redis", redis_url, "--reset", "--swarm", "x"])
+    assert both.exit_code != 0 and "drop --swarm" in both.output
+    runner.invoke(cli, ["trails", "--redis", redis_url, "--reset"])
+    assert real_redis.exists(store.key) == 0
+    empty = runner.invoke(cli, ["trails", "--redis", redis_url])
+    assert "no trails yet" in empty.output
+
+
+def test_seed_no_learning_and_worker_class_options(redis_url: str, real_redis: Any) -> None:
+    from click.testing import CliRunner
+
+    from swarm.cli import cli
+    from swarm.keys import SwarmKeys
+    from tests.test_cli import EXAMPLE, one_line_error, run
+
+    runner = CliRunner()
+    seeded = runner.invoke(cli, ["seed", str(EXAMPLE), "--redis", redis_url, "--no-learning"])
+    sid = seeded.output.strip()
+    assert real_redis.hget(SwarmKeys(sid).meta, "learning") == "0.0"
+    bad = run("worker", "--redis", redis_url, "--mind", "sim:", "--class", "a|b", "--burst")
+    assert "invalid worker class" in one_line_error(bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -36,10 +37,18 @@ from swarm.trace import LIVE_STATES, delete_swarm, export_swarm, to_markdown
     callback=checked_swarm_id,
     help="Choose the swarm id (default: from the purpose's name).",
 )
+@click.option(
+    "--no-learning",
+    is_flag=True,
+    help="Claims ignore worker classes: no trails, no escalation (the purpose's "
+    "pheromone: learning: 0).",
+)
 @user_errors
-def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
+def seed(purpose: str, redis_url: str | None, swarm_id: str | None, no_learning: bool) -> None:
     """Put PURPOSE (a purpose.md file) on the blackboard; prints the swarm id."""
     parsed = load_purpose(purpose)  # validate before touching Redis: bad input changes nothing
+    if no_learning:
+        parsed = replace(parsed, tuning=replace(parsed.tuning, learning=0.0))
     board = Board.seed(client_for(redis_url), parsed, swarm_id=swarm_id)
     click.echo(board.id)
 

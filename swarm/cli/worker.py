@@ -41,6 +41,14 @@ from swarm.config import RedisSettings, connect
     help="Lease seconds (default: the swarm's, raised to what the mind needs).",
 )
 @click.option("--name", default="", help="Worker name prefix (default: host name).")
+@click.option(
+    "--class",
+    "worker_class",
+    envvar="SWARM_WORKER_CLASS",
+    default="",
+    help="What kind of worker this is, for the division of labour: workers of one class "
+    "share trails (default: the mind and its model, e.g. onnx:phi3-mini).",
+)
 @click.option("--no-code", is_flag=True, help="Never offer the mind code execution.")
 @click.option(
     "--grace",
@@ -81,6 +89,7 @@ def worker(
     skills: str,
     lease: float | None,
     name: str,
+    worker_class: str,
     no_code: bool,
     grace: float,
     metrics_port: int | None,
@@ -110,6 +119,7 @@ def worker(
         lease_s=lease,
         name=name,
         grace_s=grace,
+        worker_class=worker_class or _default_class(the_mind.name, mind, model),
     )
     runner = None if no_code else _code_runner(settings)
     metrics = None if metrics_port is None else _prometheus()
@@ -117,6 +127,19 @@ def worker(
     if metrics is not None and metrics_port is not None:
         _serve_metrics(metrics, the_worker.id, the_mind.name, metrics_host, metrics_port)
     sys.exit(the_worker.run())
+
+
+def _default_class(mind_name: str, spec: str | None, model: str | None) -> str:
+    """The mind and what names its model: the model folder, or an OpenAI server's #MODEL."""
+    from swarm.trails import default_class
+
+    label = ""
+    if spec and "#" in spec:
+        label = spec.partition("#")[2]
+    elif model or (spec and ":" in spec and mind_name == "onnx"):
+        folder = model or (spec or "").partition(":")[2].partition("?")[0]
+        label = os.path.basename(folder.rstrip("/\\"))
+    return default_class(mind_name, label)
 
 
 def _prometheus() -> Any:
