@@ -35,13 +35,18 @@ CLASS_RULE = (
 )
 
 
+class InvalidWorkerClass(ValueError):
+    """A worker class outside the documented character set or length."""
+
+
 def check_class(value: str) -> str:
-    """`value` if it is a valid worker class, else ValueError with a one-line message."""
+    """`value` if it is a valid worker class, else InvalidWorkerClass (a one-line message)."""
     if _CLASS.fullmatch(value):
         return value
     from swarm.display import safe_line
 
-    raise ValueError(f"invalid worker class '{safe_line(value)[:60]}': a class is {CLASS_RULE}")
+    shown = safe_line(value)[:60]
+    raise InvalidWorkerClass(f"invalid worker class '{shown}': a class is {CLASS_RULE}")
 
 
 def default_class(mind_name: str, model: str = "") -> str:

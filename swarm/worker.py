@@ -33,6 +33,7 @@ from swarm.board import (
     SplitRefused,
     heartbeat_s,
     newest_running,
+    stored_lease_s,
 )
 from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
@@ -49,6 +50,7 @@ from swarm.protocol import (
     Split,
     ThinkRequest,
 )
+from swarm.purpose import DEFAULT_LEASE_S
 from swarm.task import Kind, Task
 
 log = logging.getLogger("swarm.worker")
@@ -67,7 +69,6 @@ TRANSIENT = (
     redis.exceptions.TryAgainError,
 )
 
-DEFAULT_LEASE_S = 60.0  # the heartbeat's pace before any swarm's lease is known
 BEAT_RETRY_S = 0.5  # after an unexpected heartbeat error, the next try
 INTERRUPT_WAIT_S = 10.0  # after an interrupt, how long slots get to leave the mind
 
@@ -505,7 +506,7 @@ class Worker:
         found = self._shared.info(board.id)
         if found is None:
             m = board.client.hmget(board.keys.meta, "purpose", "title", "lease_ms", "sandbox")
-            read = _SwarmInfo(m[0] or "", m[1] or "", int(m[2] or 60000) / 1000, m[3] or "auto")
+            read = _SwarmInfo(m[0] or "", m[1] or "", stored_lease_s(m[2]), m[3] or "auto")
             found = self._shared.keep_info(board.id, read)
         return found
 
@@ -729,6 +730,7 @@ class Worker:
         """The heartbeat's interval, from what the slots recorded: no Redis read, no error."""
         if self.config.renew_s is not None:
             return self.config.renew_s
+        # before any swarm's lease is known, the heartbeat beats as for the default one
         return heartbeat_s(min(self._shared.leases(), default=DEFAULT_LEASE_S))
 
     def _heartbeat_loop(self) -> None:

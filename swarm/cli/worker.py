@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 import click
@@ -46,6 +46,7 @@ from swarm.config import RedisSettings, connect
     "worker_class",
     envvar="SWARM_WORKER_CLASS",
     default="",
+    callback=lambda _ctx, _param, value: _checked_class(value),
     help="What kind of worker this is, for the division of labour: workers of one class "
     "share trails (default: the mind and its model, e.g. onnx:phi3-mini).",
 )
@@ -104,7 +105,8 @@ def worker(
     setup_logging(verbose)
     settings = settings_for(redis_url)
     client = connect(settings)
-    model = model or os.environ.get("SWARM_MODEL")
+    # `model` is only --model: SWARM_MODEL is read where the model is found
+    # (swarm/models.py `find_model`), which then names it as where the folder came from.
     if wait_for_model:
         say = logging.getLogger("swarm.worker").warning
         the_mind = make_mind_waiting(mind, model=model, slots=slots, say=say)
@@ -129,6 +131,16 @@ def worker(
     sys.exit(the_worker.run())
 
 
+def _checked_class(value: str) -> str:
+    """A class given on the command line, checked before any model is loaded."""
+    from swarm.trails import InvalidWorkerClass, check_class
+
+    try:
+        return check_class(value) if value else value
+    except InvalidWorkerClass as exc:
+        raise click.ClickException(str(exc)) from None  # one line, not a usage screen
+
+
 def _default_class(mind_name: str, spec: str | None, model: str | None) -> str:
     """The mind and what names its model: the model folder, or an OpenAI server's #MODEL."""
     from swarm.trails import default_class
@@ -138,7 +150,7 @@ def _default_class(mind_name: str, spec: str | None, model: str | None) -> str:
         label = spec.partition("#")[2]
     elif model or (spec and ":" in spec and mind_name == "onnx"):
         folder = model or (spec or "").partition(":")[2].partition("?")[0]
-        label = os.path.basename(folder.rstrip("/\\"))
+        label = PurePath(folder.rstrip("/\\")).name
     return default_class(mind_name, label)
 
 

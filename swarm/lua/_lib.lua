@@ -13,6 +13,8 @@
 --                                 inside the script, so their keys are built from it
 --   KEYS[8] = swarm:{id}:children: prefix of child lists, for the same reason
 -- Time (ms) and random numbers always come in ARGV; the scripts never read the clock.
+-- Ahead of this prelude, swarm/scripts.py puts DEFAULTS: the purpose's default budgets and
+-- tuning by meta field name.
 
 local META, OPEN, TRAITS, LEASES, FENCE, EVENTS, TASK, CHILDREN =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -21,19 +23,21 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
+-- A number from meta; a budget or tuning field that is missing reads as the purpose default
+-- (DEFAULTS, written ahead of this prelude from swarm/purpose.py `settings`).
 local function meta_num(field, default)
-  return tonumber(redis.call('HGET', META, field)) or default
+  return tonumber(redis.call('HGET', META, field)) or default or DEFAULTS[field]
 end
 
 local function emit(now, etype, tid, who, ...)
-  local maxlen = meta_num('events_max', 10000)
+  local maxlen = meta_num('events_max')
   redis.call('XADD', EVENTS, 'MAXLEN', '~', maxlen, '*',
     'type', etype, 'task', tid, 'worker', who, 'at', now, ...)
 end
 
--- Pheromone (DESIGN section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
+-- Pheromone (docs/architecture.md section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
 local function decay_offset(now)
-  return meta_num('lambda', 0) * (now - meta_num('created', now)) / 1000
+  return meta_num('lambda') * (now - meta_num('created', now)) / 1000
 end
 
 local function logaddexp(a, b)
@@ -156,7 +160,7 @@ local function start_wrapping(now, why, who)
 end
 
 local function check_budgets(now, who)
-  if meta_num('tokens', 0) >= meta_num('max_tokens', math.huge) then
+  if meta_num('tokens', 0) >= meta_num('max_tokens') then
     start_wrapping(now, 'token budget spent', who)
   elseif now >= meta_num('deadline', math.huge) then
     start_wrapping(now, 'deadline passed', who)
@@ -179,7 +183,7 @@ local function settle(tid, now, who)
   if pending <= 0 and redis.call('HGET', TASK .. parent, 'state') == 'waiting' then
     redis.call('HSET', TASK .. parent, 'kind', 'synthesize')
     move(parent, 'waiting', 'open', now)
-    put_open(parent, deposit_score(meta_num('initial', 1), now))
+    put_open(parent, deposit_score(meta_num('initial'), now))
     emit(now, 'synthesis_ready', parent, who)
   end
 end
@@ -320,7 +324,7 @@ local function trail_theta(packed)
 end
 
 local function learning()
-  return meta_num('learning', 0) > 0
+  return meta_num('learning', 0) > 0  -- a swarm seeded before classes existed: off
 end
 
 -- An outcome of a claimed task: its class's trail for each of its kinds, in the swarm's
@@ -332,7 +336,7 @@ local function trail_outcome(tid, now, ok, tokens)
   if not class or class == '' then return end
   local secs = math.max(0, now - (tonumber(t[4]) or now)) / 1000
   local add = ok and {1, 0, secs, tokens} or {0, 1, 0, 0}
-  local hl = meta_num('trail_half_life_s', 86400) * 1000
+  local hl = meta_num('trail_half_life_s', 604800) * 1000  -- swarm/trails.py HALF_LIFE_S
   for _, kind in ipairs(trail_kinds(t[2], t[3])) do
     trail_add(TRAILS, class .. '|' .. kind, now, hl, add)
     trail_add(TRAILS_NEW, class .. '|' .. kind, now, 0, add)
@@ -342,7 +346,7 @@ end
 -- Classes whose workers beat within 2.5 heartbeats (swarm/board.py stale_s, with the
 -- heartbeat every lease/4 between 0.05 s and 5 s).
 local function live_classes(now)
-  local beat = math.max(50, math.min(meta_num('lease_ms', 60000) / 4, 5000))
+  local beat = math.max(50, math.min(meta_num('lease_ms') / 4, 5000))
   local flat = redis.call('HGETALL', CLASSES)
   local live = {}
   for i = 1, #flat, 2 do
@@ -395,7 +399,7 @@ local function retry_or_die(tid, now, reason)
   redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
   trail_outcome(tid, now, false, 0)
   local class, failed_by, to = escalate(tid, now)
-  local max_attempts = meta_num('max_attempts', 3)
+  local max_attempts = meta_num('max_attempts')
   local _, n_failed = string.gsub(failed_by or '', '[^,]+', '')
   if attempts >= max_attempts and not (to and attempts < max_attempts * (n_failed + 1)) then
     move(tid, 'claimed', 'dead', now)
@@ -403,8 +407,8 @@ local function retry_or_die(tid, now, reason)
     return 'dead'
   end
   move(tid, 'claimed', 'open', now)
-  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
-  put_open(tid, s + math.log(meta_num('rho_fail', 0.5)))
+  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial'), now)
+  put_open(tid, s + math.log(meta_num('rho_fail')))
   if to then
     emit(now, 'escalated', tid, class, 'failed_by', failed_by, 'to', table.concat(to, ','),
       'attempts', attempts)

@@ -24,7 +24,7 @@ emit(now, 'completed', tid, worker, 'confidence', ARGV[6], 'tokens', tokens,
   'class', redis.call('HGET', TASK .. tid, 'owner_class') or '')
 
 -- Positive feedback: a good answer makes the rest of its branch more attractive.
-local amount = meta_num('q', 1) * weight
+local amount = meta_num('q') * weight
 local parent = redis.call('HGET', TASK .. tid, 'parent')
 if parent ~= '' and amount > 0 then
   for _, sib in ipairs(redis.call('LRANGE', CHILDREN .. parent, 0, -1)) do
