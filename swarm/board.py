@@ -25,6 +25,7 @@ from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import DEFAULT_LEASE_S, DEFAULT_SETTINGS, check_ranges, settings
 from swarm.reads import Reads
+from swarm.requirements import Requirements, check_strength
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
 from swarm.task import State, SwarmState, Task
 
@@ -187,6 +188,9 @@ def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str 
         **settings(purpose.budgets, purpose.tuning),
         "deadline": now_ms + int(purpose.budgets.deadline_s * 1000),
         "trail_half_life_s": trails.HALF_LIFE_S,
+        # the root's requirements, which every task of the swarm inherits (section 6a)
+        "min_strength": purpose.requires.min_strength,
+        "needs_code": int(purpose.requires.needs_code),
     }
 
 
@@ -296,6 +300,8 @@ class Board:
         skills: Iterable[str] = (),
         reap_limit: int = 8,
         worker_class: str = "",
+        strength: int = 0,
+        code: bool = False,
         now: float | None = None,
     ) -> ClaimOutcome:
         reply = self._run(
@@ -309,6 +315,8 @@ class Board:
             ",".join(skills),
             reap_limit,
             worker_class,
+            strength,
+            int(code),
         )
         status, fields = ClaimStatus(reply[0]), named(reply[1:])
         if status is ClaimStatus.DECLINED:
@@ -516,12 +524,15 @@ class Board:
             "tokens": int(m.get("tokens", 0)),
             "completions": int(m.get("completions", 0)),
             "workers_alive": self.workers_alive(lease_ms=m.get("lease_ms", ""), now=now),
+            # open tasks no live worker meets (section 6a): they wait, then die after unmet_s
+            "unmet": int(self.client.hlen(self.keys.unmet)),
             "budgets": {
                 "max_tasks": int(m["max_tasks"]),
                 "max_depth": int(m["max_depth"]),
                 "max_tokens": int(m["max_tokens"]),
                 "max_attempts": int(m["max_attempts"]),
                 "deadline_s": float(m["deadline_s"]),
+                "unmet_s": float(m.get("unmet_s", DEFAULT_SETTINGS["unmet_s"])),
             },
             "created": int(m["created"]),
             "finished": int(m["finished"]) if m.get("finished") else None,
@@ -582,8 +593,12 @@ class Board:
         pipe.zadd(self.keys.workers, {worker: now_ms})
         pipe.hset(self.keys.worker(worker), mapping={**record, "seen": now_ms})
         pipe.pexpire(self.keys.worker(worker), int(ttl_s * 1000))
-        if record.get("class"):  # the classes escalation may steer a task to (claim.lua)
-            pipe.hset(self.keys.classes, str(record["class"]), now_ms)
+        # what the claim script reads of the live workers (section 6a): the classes escalation
+        # may steer a task to, and the profiles that tell whether anyone meets a requirement
+        strength, code = record.get("strength", 0), record.get("code", 0)
+        if record.get("class"):
+            pipe.hset(self.keys.classes, str(record["class"]), f"{now_ms}|{strength}|{code}")
+        pipe.hset(self.keys.profiles, f"{strength}|{code}", now_ms)
         pipe.execute()
 
     def forget_worker(self, worker: str) -> None:
@@ -602,16 +617,29 @@ class Board:
         parent: str = "0",
         detail: str = "",
         tags: Sequence[str] = (),
+        requires: Requirements | None = None,
         now: float | None = None,
         request: str | None = None,
     ) -> str:
         """Add an open task under a waiting parent (swarm/lua/inject.lua); returns its id.
 
+        `requires`: what its worker must meet, on top of what the parent requires (inherited).
         Raises BoardError with the reason when the swarm or the parent cannot take it.
         """
         title, clean_tags = _checked_injection(title, detail, tags)
+        need = requires or Requirements()
+        check_strength(need.min_strength, "minimum strength")
         reply = self._run_once(
-            "inject", request, parent, title, detail, ",".join(clean_tags), who, self.now_ms(now)
+            "inject",
+            request,
+            parent,
+            title,
+            detail,
+            ",".join(clean_tags),
+            who,
+            self.now_ms(now),
+            need.min_strength,
+            int(need.needs_code),
         )
         if reply[0] != "ok":
             raise BoardError(f"cannot inject into swarm {self.id}: {reply[1]}")

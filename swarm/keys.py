@@ -123,7 +123,7 @@ class SwarmKeys:
     def worker(self, wid: str) -> str:
         return self.prefix + "worker:" + wid
 
-    # The scripts build these three from the meta key's name (swarm/lua/_lib.lua), so that
+    # The scripts build these from the meta key's name (swarm/lua/_lib.lua), so that
     # every script keeps its eight KEYS; the names must agree.
 
     @property
@@ -143,5 +143,15 @@ class SwarmKeys:
 
     @property
     def classes(self) -> str:
-        """hash: worker class -> its workers' latest heartbeat (ms)"""
+        """hash: worker class -> 'beat|strength|code' of its latest heartbeat"""
         return self.prefix + "classes"
+
+    @property
+    def profiles(self) -> str:
+        """hash: 'strength|code' -> the latest heartbeat (ms) of a worker offering that"""
+        return self.prefix + "profiles"
+
+    @property
+    def unmet(self) -> str:
+        """hash: open task id -> when (ms) a claim first saw no live worker meet it"""
+        return self.prefix + "unmet"

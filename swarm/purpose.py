@@ -21,6 +21,7 @@ import yaml
 
 from swarm.pheromone import decay_rate
 from swarm.protocol import Limits
+from swarm.requirements import MAX_STRENGTH, InvalidStrength, Requirements, check_strength
 
 DEFAULT_LEASE_S = 60.0  # a lease, when neither the purpose nor the swarm names one
 EVENTS_MAX = 10_000  # events a swarm's stream keeps
@@ -38,6 +39,9 @@ class Budgets:
     max_attempts: int = 3
     max_children: int = 5
     lease_s: float = DEFAULT_LEASE_S
+    # A task whose requirements no live worker meets dies after this long (section 6a), so
+    # work nobody can do does not hold the swarm back from its answer.
+    unmet_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ def settings(budgets: Budgets | None = None, tuning: Tuning | None = None) -> di
         "max_children": b.max_children,
         "lease_ms": int(b.lease_s * 1000),
         "deadline_s": b.deadline_s,
+        "unmet_s": b.unmet_s,
         "half_life_s": t.half_life_s,
         "lambda": decay_rate(t.half_life_s),
         "initial": t.initial,
@@ -108,6 +113,9 @@ class Purpose:
     tuning: Tuning = field(default_factory=Tuning)
     sandbox: str = "auto"  # auto | local | e2b | none
     tasks: tuple[RootTask, ...] = ()
+    # What every task of the swarm needs of its worker (the root's requirements, which each
+    # task made under it inherits as a floor: section 6a).
+    requires: Requirements = field(default_factory=Requirements)
 
 
 class PurposeError(ValueError):
@@ -117,7 +125,8 @@ class PurposeError(ValueError):
 MAX_BYTES = 256 * 1024
 MAX_TITLE = 120
 SANDBOXES = ("auto", "local", "e2b", "none")
-TOP_KEYS = ("name", "sandbox", "budgets", "pheromone")
+TOP_KEYS = ("name", "sandbox", "budgets", "pheromone", "requires")
+REQUIRES_KEYS = ("min_strength", "needs_code")
 
 # Root tasks become task hashes like any split's children, so they obey a mind's tag bounds.
 _LIMITS = Limits()
@@ -157,6 +166,7 @@ _BUDGET_RANGES = {
     "max_attempts": _Range(1, 100),
     "max_children": _Range(1, 32),
     "lease_s": _Range(5, 86_400),
+    "unmet_s": _Range(0, 1e7),
 }
 _TUNING_RANGES = {
     "half_life_s": _Range(0.1, 1e9),
@@ -446,7 +456,33 @@ def _settings(meta: _Meta, source: str) -> Purpose:
         sandbox=_sandbox(meta, values.get("sandbox", "auto"), source),
         budgets=_numbers(meta, "budgets", Budgets(), _BUDGET_RANGES, source),
         tuning=_numbers(meta, "pheromone", Tuning(), _TUNING_RANGES, source),
+        requires=_requires(meta, source),
     )
+
+
+def _requires(meta: _Meta, source: str) -> Requirements:
+    """`requires: {min_strength: N, needs_code: true}`: what the swarm's workers must meet."""
+    raw = meta.values.get("requires")
+    if raw is None:
+        return Requirements()
+    if not isinstance(raw, dict):
+        line = meta.lines.get(("requires",))
+        _fail(source, f"'requires' must be a mapping, got {_kind(raw)}", line)
+    _check_keys(meta, raw, REQUIRES_KEYS, ("requires",), source)
+    code = raw.get("needs_code", False)
+    if not isinstance(code, bool):
+        line = meta.lines.get(("requires", "needs_code"))
+        _fail(source, f"requires.needs_code must be true or false, got {_shown(code)}", line)
+    strength = raw.get("min_strength", 0)
+    line = meta.lines.get(("requires", "min_strength"))
+    if isinstance(strength, bool) or not isinstance(strength, int):
+        want = f"a whole number from 0 to {MAX_STRENGTH}"
+        _fail(source, f"requires.min_strength must be {want}, got {_shown(strength)}", line)
+    try:
+        min_strength = check_strength(strength, "requires.min_strength")
+    except InvalidStrength as exc:
+        _fail(source, str(exc), line)
+    return Requirements(min_strength=min_strength, needs_code=code)
 
 
 def _check_keys(

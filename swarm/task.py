@@ -71,6 +71,10 @@ class Task:
     owner_class: str = ""  # the class of the worker that claimed it last
     claimed_at: int = 0  # ms, when it was claimed last (a success's time on its trails)
     failed_by: tuple[str, ...] = ()  # worker classes that failed it, in order (escalation)
+    # requirements: the least strength of a worker that may take it, and whether it needs a
+    # worker that can run code; at least its parent's (swarm/requirements.py)
+    min_strength: int = 0
+    needs_code: int = 0  # 1: only a worker that can run code may take it
 
     @classmethod
     def from_hash(cls, tid: str, h: dict[str, str], **known: Any) -> Task:

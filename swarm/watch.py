@@ -67,7 +67,9 @@ TASK_FIELDS = (
     "pending",
     "injected_by",
 )
-WORKER_FIELDS = ("host", "mind", "current", "slots", "tasks", "tokens_per_s", "class")
+WORKER_FIELDS = (
+    "host", "mind", "current", "slots", "tasks", "tokens_per_s", "class", "strength", "code",
+)  # fmt: skip
 STATES = ("open", "claimed", "waiting", "done", "dead", "cancelled")
 
 HOT = 5  # top of the open set shown on the "next" line
@@ -115,6 +117,8 @@ class WorkerRow:
     tokens_per_s: float = 0.0
     slots: int = 1
     worker_class: str = ""
+    strength: int = 0  # what it offers against tasks' requirements (section 6a)
+    code: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ class Snapshot:
     height: int
     initial: float = 1.0  # the pheromone of a fresh task, the heat bars' unit
     flow: tuple[ClassFlow, ...] = ()
+    unmet: int = 0  # open tasks whose requirements no live worker meets (section 6a)
 
 
 @dataclass
@@ -349,6 +354,7 @@ class _First:
     hot: list[tuple[str, float]]  # top of the open set, with stored scores
     seen: list[tuple[str, int]]  # the most recently seen workers, with their last beat (ms)
     workers_total: int
+    unmet: int
     tail: list[EventRow]  # the newest events, oldest first
     new: list[EventRow]  # events after the watcher's cursor
 
@@ -361,6 +367,7 @@ def _read_first(board: Board, state: WatchState, height: int, now_ms: int) -> _F
     reads.hottest("hot", HOT)
     reads.workers_seen("seen", plan(height).workers)
     reads.workers_total("workers")
+    reads.unmet_count("unmet")
     # renewals are most of the stream and say nothing to a person: read extra, drop them
     reads.newest_events("tail", _tail_rows(height) * 4)
     since = f"({state.cursor}" if state.cursor else f"{now_ms - BUCKET_S * BUCKETS * 1000}-0"
@@ -373,6 +380,7 @@ def _read_first(board: Board, state: WatchState, height: int, now_ms: int) -> _F
         hot=r["hot"],
         seen=r["seen"],
         workers_total=r["workers"],
+        unmet=r["unmet"],
         tail=tail[-_tail_rows(height) :],
         new=_events(r["new"]),
     )
@@ -520,6 +528,8 @@ def _workers(
                 tokens_per_s=_float(rec["tokens_per_s"]),
                 slots=max(_int(rec["slots"], 1), 1),
                 worker_class=rec["class"] or "",
+                strength=_int(rec["strength"]),
+                code=rec["code"] == "1",
             )
         )
     return tuple(rows)
@@ -591,6 +601,7 @@ def snapshot(
         workers_total=first.workers_total,
         throughput=_series(state, now_ms),
         flow=_flow(state),
+        unmet=first.unmet,
         events=tuple(first.tail),
         height=height,
         initial=_float(meta.get("initial"), 1.0) or 1.0,
@@ -795,6 +806,11 @@ def _workers_title(snap: Snapshot, width: int) -> Text:
     return _titled_rule(title, width)
 
 
+def _profile(w: WorkerRow) -> str:
+    """A worker's class and what it offers: 'onnx:phi3 s2 code'."""
+    return f"{w.worker_class} s{w.strength}" + (" code" if w.code else "")
+
+
 def _flow_line(snap: Snapshot) -> Text:
     """Where work flows: per worker class, answered / failed, and tasks escalated to it."""
     line = Text("by class ", style="bold", no_wrap=True, overflow="ellipsis")
@@ -807,6 +823,9 @@ def _flow_line(snap: Snapshot) -> Text:
             line.append(f" {f.failed} failed", style="red")
         if f.escalated:
             line.append(f" {f.escalated} escalated to it", style="yellow")
+    if snap.unmet:
+        line.append(" · " if snap.flow else "", style="bright_black")
+        line.append(f"{snap.unmet} open task(s) no live worker meets", style="red")
     return line
 
 
@@ -826,7 +845,7 @@ def _workers_table(snap: Snapshot, width: int, rows: int) -> RenderableType:
         table.add_row(
             mark,
             Text(w.id + seen, style="" if w.alive else "red"),
-            Text(w.worker_class, style="cyan"),
+            Text(_profile(w), style="cyan"),
             Text(w.host, style="bright_black"),
             Text(
                 f"on #{w.current}" if w.current else "idle", style="yellow" if w.current else "dim"
@@ -884,7 +903,8 @@ def render(snap: Snapshot, width: int = 80, height: int | None = None) -> Render
     snap = shown(snap)
     p = plan(height or snap.height, len(snap.workers))
     spare = max(p.tree - len(snap.tree), 0)  # a small tree leaves room for more events
-    flow = [_flow_line(snap)] if snap.flow else []  # its line comes out of the events' rows
+    # its line comes out of the events' rows
+    flow = [_flow_line(snap)] if snap.flow or snap.unmet else []
     return Group(
         *_header(snap, width),
         _tree_title(snap, width),

@@ -51,6 +51,7 @@ from swarm.protocol import (
     ThinkRequest,
 )
 from swarm.purpose import DEFAULT_LEASE_S
+from swarm.requirements import check_strength, default_strength
 from swarm.task import Kind, Task
 
 log = logging.getLogger("swarm.worker")
@@ -97,6 +98,10 @@ class WorkerConfig:
     # The kind of worker this is, for the division of labour (section 6a): workers of one
     # class share trails. '' takes the mind's name (the CLI adds the model's).
     worker_class: str = ""
+    # What it offers against tasks' requirements (swarm/requirements.py): None takes the
+    # mind's default strength; `model` names the model in its published profile.
+    strength: int | None = None
+    model: str = ""
 
 
 class Step(str, Enum):
@@ -376,6 +381,9 @@ class Worker:
             config.worker_class or trails.default_class(mind.name)
         )
         self._trails = trails.Trails(client)
+        self.strength = check_strength(
+            default_strength(mind.name) if config.strength is None else config.strength
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -545,7 +553,12 @@ class Worker:
         lease_s = self._lease_s(board)
         with TURNS.first():  # while another slot's step is in the model
             outcome = board.claim(
-                self.id, lease_s=lease_s, skills=self.config.skills, worker_class=self.worker_class
+                self.id,
+                lease_s=lease_s,
+                skills=self.config.skills,
+                worker_class=self.worker_class,
+                strength=self.strength,
+                code=self._runner(board) is not None,
             )
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
             self.metrics.claimed()
@@ -783,7 +796,9 @@ class Worker:
             record = self.record(held)
             ttl_s = max(3 * self._renew_s(), 10.0)
             for board in boards:
-                board.heartbeat(self.id, record, ttl_s=ttl_s)
+                # code is what this swarm gets: a runner, a sandbox, an executor serving
+                code = int(self._runner(board) is not None)
+                board.heartbeat(self.id, {**record, "code": code}, ttl_s=ttl_s)
                 board.fold_trails(self._trails)  # outcomes reach the long-lived trails
 
     def record(self, held: list[_Held] | None = None) -> dict[str, str | int | float]:
@@ -798,7 +813,9 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "mind": self.mind.name,
+            "model": self.config.model,
             "class": self.worker_class,
+            "strength": self.strength,
             "skills": ",".join(self.config.skills),
             "code": int(self._code_runner is not None),
             "slots": self.config.slots,

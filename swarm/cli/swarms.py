@@ -72,6 +72,9 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     tasks = f"tasks {st['tasks']}/{budgets['max_tasks']}"
     out.print(Text(safe_line(f"state {st['state']}  {tasks}  {states}")))
     out.print(Text(f"tokens {st['tokens']}/{budgets['max_tokens']}  workers {st['workers_alive']}"))
+    if st["unmet"]:
+        unmet = f"{st['unmet']} open task(s) no live worker meets the requirements of"
+        out.print(Text(f"{unmet} (they die after {st['budgets']['unmet_s']:g} s)", style="red"))
 
 
 @click.command()

@@ -50,6 +50,14 @@ from swarm.config import RedisSettings, connect
     help="What kind of worker this is, for the division of labour: workers of one class "
     "share trails (default: the mind and its model, e.g. onnx:phi3-mini).",
 )
+@click.option(
+    "--strength",
+    envvar="SWARM_STRENGTH",
+    default=None,
+    callback=lambda _ctx, _param, value: _checked_strength(value),
+    help="How capable this worker's model is, 0 to 9, for tasks that require a minimum "
+    "(default by mind: sim 1, onnx 2, openai 3).",
+)
 @click.option("--no-code", is_flag=True, help="Never offer the mind code execution.")
 @click.option(
     "--grace",
@@ -91,6 +99,7 @@ def worker(
     lease: float | None,
     name: str,
     worker_class: str,
+    strength: int | None,
     no_code: bool,
     grace: float,
     metrics_port: int | None,
@@ -100,6 +109,7 @@ def worker(
 ) -> None:
     """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
     from swarm.minds import make_mind, make_mind_waiting
+    from swarm.trails import default_class
     from swarm.worker import Worker, WorkerConfig
 
     setup_logging(verbose)
@@ -113,6 +123,7 @@ def worker(
     else:
         the_mind = make_mind(mind, model=model, slots=slots)
     _say_memory(the_mind)
+    label = _model_label(the_mind.name, mind, model)
     config = WorkerConfig(
         swarm_id=swarm_id,
         slots=slots,
@@ -121,7 +132,9 @@ def worker(
         lease_s=lease,
         name=name,
         grace_s=grace,
-        worker_class=worker_class or _default_class(the_mind.name, mind, model),
+        worker_class=worker_class or default_class(the_mind.name, label),
+        strength=strength,
+        model=label,
     )
     runner = None if no_code else _code_runner(settings)
     metrics = None if metrics_port is None else _prometheus()
@@ -141,17 +154,27 @@ def _checked_class(value: str) -> str:
         raise click.ClickException(str(exc)) from None  # one line, not a usage screen
 
 
-def _default_class(mind_name: str, spec: str | None, model: str | None) -> str:
-    """The mind and what names its model: the model folder, or an OpenAI server's #MODEL."""
-    from swarm.trails import default_class
+def _checked_strength(value: str | None) -> int | None:
+    """A strength given on the command line or in SWARM_STRENGTH, checked before any model
+    is loaded; None leaves the mind's default."""
+    from swarm.requirements import InvalidStrength, check_strength
 
-    label = ""
+    if value is None or value == "":
+        return None
+    try:
+        return check_strength(value)
+    except InvalidStrength as exc:
+        raise click.ClickException(str(exc)) from None  # one line, not a usage screen
+
+
+def _model_label(mind_name: str, spec: str | None, model: str | None) -> str:
+    """What names the model: the model folder, or an OpenAI server's #MODEL ('' for none)."""
     if spec and "#" in spec:
-        label = spec.partition("#")[2]
-    elif model or (spec and ":" in spec and mind_name == "onnx"):
+        return spec.partition("#")[2]
+    if model or (spec and ":" in spec and mind_name == "onnx"):
         folder = model or (spec or "").partition(":")[2].partition("?")[0]
-        label = PurePath(folder.rstrip("/\\")).name
-    return default_class(mind_name, label)
+        return PurePath(folder.rstrip("/\\")).name
+    return ""
 
 
 def _prometheus() -> Any:

@@ -101,6 +101,7 @@ def payload(snap: Snapshot) -> dict[str, Any]:
         "workers_alive": snap.workers_alive,
         "workers_total": snap.workers_total,
         "flow": [dataclasses.asdict(f) for f in snap.flow],
+        "unmet": snap.unmet,
         "throughput": list(snap.throughput),
         "bucket_s": BUCKET_S,
         "events": [dataclasses.asdict(e) for e in snap.events],

@@ -75,41 +75,54 @@ local function move(tid, from, to, now)
 end
 
 -- The traits of an open task, packed into one string of KEYS[3] so that the claim rule reads
--- every candidate's in one HMGET: "kind|priority|depth|created|tags" (tags comma-separated,
--- never holding '|'). Packed by `put_open` and parsed by `traits_of`, nowhere else.
-local TRAIT_FIELDS = {'kind', 'priority', 'depth', 'created', 'tags'}
-local NO_TRAITS = 'work|0|0|0|'  -- what an open id without traits (written by anyone) counts as
+-- every candidate's in one HMGET: "kind|priority|depth|created|min_strength|needs_code|tags"
+-- (tags comma-separated, never holding '|'; the two requirements are what a worker must meet
+-- to take it, section 6a). Packed by `put_open` and parsed by `traits_of`, nowhere else.
+local TRAIT_FIELDS = {'kind', 'priority', 'depth', 'created', 'min_strength', 'needs_code', 'tags'}
+local NO_TRAITS = 'work|0|0|0|0|0|'  -- what an open id without traits (written by anyone) counts as
 
 local function put_open(tid, score)
   local t = redis.call('HMGET', TASK .. tid, unpack(TRAIT_FIELDS))
-  redis.call('HSET', TRAITS, tid, table.concat({t[1], t[2] or '0', t[3], t[4], t[5] or ''}, '|'))
+  redis.call('HSET', TRAITS, tid, table.concat({t[1], t[2] or '0', t[3], t[4], t[5] or '0',
+    t[6] or '0', t[7] or ''}, '|'))
   redis.call('ZADD', OPEN, fmt(score), tid)
 end
 
 -- A packed traits string as a table; what does not parse reads as no kind, priority and
--- depth 0, created `now`, no tags (traits are on Redis, so untrusted).
+-- depth 0, created `now`, no requirements, no tags (traits are on Redis, so untrusted). A
+-- string packed before requirements existed (five fields) reads as requiring nothing.
 local function traits_of(packed, now)
   -- `packed` is false when the id has no traits
-  local kind, priority, depth, created, tags =
-    string.match(packed or NO_TRAITS, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  packed = packed or NO_TRAITS
+  local kind, priority, depth, created, strength, code, tags = string.match(packed,
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if not kind then
+    kind, priority, depth, created, tags =
+      string.match(packed, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  end
   return {kind = kind, priority = tonumber(priority) or 0, depth = tonumber(depth) or 0,
-    created = tonumber(created) or now, tags = tags or ''}
+    created = tonumber(created) or now, tags = tags or '',
+    min_strength = tonumber(strength) or 0, needs_code = code == '1'}
 end
+
+local UNMET = string.sub(META, 1, -5) .. 'unmet'  -- see 'Requirements' below
 
 local function take_open(tid)
   local s = redis.call('ZSCORE', OPEN, tid)
   redis.call('ZREM', OPEN, tid)
   redis.call('HDEL', TRAITS, tid)
+  redis.call('HDEL', UNMET, tid)
   return s
 end
 
 -- Every task is made here (seed, split, inject): the fields a new task's hash starts with, in
 -- this order, and their defaults. `spec` gives parent, title, detail, tags and, when they are
--- not the default, id (else the next one), state and injected_by; depth and path follow from
--- the parent. The full list of a task hash's fields is swarm/task.py `Task`: a field a task
+-- not the default, id (else the next one), state, injected_by and the requirements
+-- min_strength and needs_code; depth and path follow from the parent, and so do the
+-- requirements, as a floor: a child requires at least what its parent does (section 6a). The full list of a task hash's fields is swarm/task.py `Task`: a field a task
 -- is born with goes in both; one written later (owner, fence, result...) only in `Task`.
 local NEW_TASK_FIELDS = {'parent', 'depth', 'kind', 'path', 'title', 'detail', 'tags', 'state',
-  'attempts', 'priority', 'created', 'updated', 'injected_by'}
+  'attempts', 'priority', 'created', 'updated', 'injected_by', 'min_strength', 'needs_code'}
 
 -- Make a task: its hash, its place in its parent's child list and pending count, the swarm's
 -- counters (tasks, n_<state>, depth_reached) and, when it is open, its place in the open set
@@ -117,11 +130,12 @@ local NEW_TASK_FIELDS = {'parent', 'depth', 'kind', 'path', 'title', 'detail', '
 local function new_task(spec, now, score)
   local tid = spec.id or tostring(redis.call('HINCRBY', META, 'next_id', 1))
   local parent = spec.parent or ''
-  local depth, path = 0, ''
+  local depth, path, strength, code = 0, '', 0, 0
   if parent ~= '' then
-    local p = redis.call('HMGET', TASK .. parent, 'depth', 'path')
+    local p = redis.call('HMGET', TASK .. parent, 'depth', 'path', 'min_strength', 'needs_code')
     depth = (tonumber(p[1]) or 0) + 1
     path = (p[2] == false or p[2] == '') and parent or (p[2] .. ',' .. parent)
+    strength, code = tonumber(p[3]) or 0, p[4] == '1' and 1 or 0
   end
   local value = {parent = parent, depth = depth, kind = 'work', path = path, title = '',
     detail = '', tags = '', state = 'open', attempts = 0, priority = 0, created = now,
@@ -129,6 +143,8 @@ local function new_task(spec, now, score)
   for name, v in pairs(spec) do
     if name ~= 'id' then value[name] = v end
   end
+  value.min_strength = math.max(strength, tonumber(value.min_strength) or 0)
+  value.needs_code = math.max(code, tonumber(value.needs_code) or 0)
   local hash = {}
   for _, name in ipairs(NEW_TASK_FIELDS) do
     if value[name] ~= nil then
@@ -353,29 +369,78 @@ local function trail_outcome(tid, now, ok, tokens)
   end
 end
 
--- Classes whose workers beat within 2.5 heartbeats (swarm/board.py stale_s, with the
+-- Requirements (section 6a): a task may need a minimum strength and code execution, and a
+-- worker says what it has. Both hashes are written by heartbeats (swarm/board.py):
+--   swarm:{id}:classes   class -> 'beat|strength|code' of its latest worker (a bare beat,
+--                        written before strengths existed, reads as strength 0, no code)
+--   swarm:{id}:profiles  'strength|code' -> latest beat of a worker with that profile
+--   swarm:{id}:unmet     open task id -> when a claim first saw that no live worker meets it
+local PROFILES = SWARM_PREFIX .. 'profiles'
+
+local function meets(t, strength, code)
+  return strength >= (t.min_strength or 0) and (code or not t.needs_code)
+end
+
+-- The oldest beat that is still live: 2.5 heartbeats (swarm/board.py stale_s, with the
 -- heartbeat every lease/4 between 0.05 s and 5 s).
-local function live_classes(now)
-  local beat = math.max(50, math.min(meta_num('lease_ms') / 4, 5000))
+local function live_since(now)
+  return now - 2.5 * math.max(50, math.min(meta_num('lease_ms') / 4, 5000))
+end
+
+-- Every class the swarm has seen: name -> {live, strength, code}, and the live names.
+local function read_classes(now)
+  local since = live_since(now)
   local flat = redis.call('HGETALL', CLASSES)
-  local live = {}
+  local info, live = {}, {}
   for i = 1, #flat, 2 do
-    if (tonumber(flat[i + 1]) or 0) >= now - 2.5 * beat then live[#live + 1] = flat[i] end
+    local beat, strength, code = string.match(flat[i + 1], '^([^|]*)|?([^|]*)|?([^|]*)$')
+    local c = {live = (tonumber(beat) or 0) >= since, strength = tonumber(strength) or 0,
+      code = code == '1'}
+    info[flat[i]] = c
+    if c.live then live[#live + 1] = flat[i] end
   end
-  return live
+  return live, info
+end
+
+local function live_classes(now)
+  return (read_classes(now))
+end
+
+-- Whether a live worker meets a task's requirements (any profile that beat lately).
+local function someone_meets(t, now)
+  local since = live_since(now)
+  local flat = redis.call('HGETALL', PROFILES)
+  for i = 1, #flat, 2 do
+    if (tonumber(flat[i + 1]) or 0) >= since then
+      local strength, code = string.match(flat[i], '^([^|]*)|(.*)$')
+      if meets(t, tonumber(strength) or 0, code == '1') then return true end
+    end
+  end
+  return false
 end
 
 local function listed(csv, item)
   return string.find(',' .. (csv or '') .. ',', ',' .. item .. ',', 1, true) ~= nil
 end
 
--- Live classes that have not failed this task yet (escalation targets).
-local function untried(failed_by, now)
+-- Live classes that have not failed this task yet and meet its requirements (escalation
+-- targets); `t` holds min_strength and needs_code.
+local function untried(failed_by, t, now)
+  local live, info = read_classes(now)
   local found = {}
-  for _, class in ipairs(live_classes(now)) do
-    if not listed(failed_by, class) then found[#found + 1] = class end
+  for _, class in ipairs(live) do
+    local c = info[class]
+    if not listed(failed_by, class) and meets(t, c.strength, c.code) then
+      found[#found + 1] = class
+    end
   end
   return found
+end
+
+-- A task's requirements from its hash, as traits_of gives them.
+local function requirements(tid)
+  local r = redis.call('HMGET', TASK .. tid, 'min_strength', 'needs_code')
+  return {min_strength = tonumber(r[1]) or 0, needs_code = r[2] == '1'}
 end
 
 -- A failure of a classed worker in a swarm that learns: the class joins the task's failed_by.
@@ -393,7 +458,7 @@ local function escalate(tid, now)
   end
   redis.call('HSET', FAILED, tid, failed_by)
   redis.call('HSET', TASK .. tid, 'failed_by', failed_by)
-  local to = untried(failed_by, now)
+  local to = untried(failed_by, requirements(tid), now)
   if #to == 0 then return class, failed_by, nil end
   return class, failed_by, to
 end

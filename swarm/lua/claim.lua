@@ -10,6 +10,8 @@
 -- ARGV[7] = skills     comma-separated tags the worker is good at ('' for none)
 -- ARGV[8] = reap limit (expired leases handled per call, so a claim stays O(log n + K))
 -- ARGV[9] = worker class ('' for none: no trails read, no escalation; section 6a)
+-- ARGV[10] = worker strength (integer; absent: 0), ARGV[11] = '1' if it can run code: the
+--            worker never takes a task whose min_strength or needs_code it does not meet
 -- Returns a status, then name/value pairs (decoded by name, swarm/board.py `named`):
 --   {'ok', 'id', tid, 'fence', fence, 'task', {the task hash, flat},
 --    'swarm', {state, tasks, max_tasks, max_depth, max_children: flat name/value pairs},
@@ -17,11 +19,14 @@
 --   | {'paused'} | {'closed', 'state', swarm state} | {'empty', 'held', n_claimed}
 --   | {'declined', 'id', tid}: the worker's class leaves the task it drew to a class that
 --     does it better (response threshold), or every candidate failed on its class while a
---     live class has not tried them (escalation); nothing was changed
+--     live class has not tried them (escalation), or the worker meets the requirements of
+--     none of them; nothing was claimed (a candidate no live worker meets may be marked
+--     unmet, or die once it has been unmet for unmet_s)
 local worker, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_explore, r_pick, r_index = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local reap_limit = tonumber(ARGV[8])
 local class = ARGV[9] or ''
+local strength, code = tonumber(ARGV[10]) or 0, ARGV[11] == '1'
 
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NOSWARM no such swarm') end
@@ -81,20 +86,68 @@ end
 -- Division of labour (section 6a), for a worker with a class in a swarm that learns.
 local gamma = class ~= '' and meta_num('learning', 0) or 0  -- one HGET, only with a class
 local labour = gamma > 0
-local live = nil  -- live classes, read at most once, only when escalation needs them
+local live, info = nil, nil  -- classes, read at most once, only when escalation needs them
 
 local function live_now()
-  if not live then live = live_classes(now) end
+  if not live then live, info = read_classes(now) end
   return live
 end
 
--- A class that failed this task leaves it while a live class has not tried it.
-local function steered_away(failed_by)
-  if not failed_by or not listed(failed_by, class) then return false end
+-- A live class that has not tried the task, meets its requirements and is stronger than
+-- `above`.
+local function untried_live(failed_by, t, above)
   for _, c in ipairs(live_now()) do
-    if not listed(failed_by, c) then return true end
+    local ci = info[c]
+    if not listed(failed_by, c) and ci.strength > above and meets(t, ci.strength, ci.code) then
+      return true
+    end
   end
   return false
+end
+
+-- A class that failed this task leaves it while a live class that may do it has not tried
+-- it. A class that has not tried it leaves it to a stronger untried class when those that
+-- failed it were at least as strong as this worker (escalation goes up first).
+local function steered_away(failed_by, t)
+  if not failed_by then return false end
+  if listed(failed_by, class) then return untried_live(failed_by, t, -math.huge) end
+  live_now()
+  local failed_strength = 0
+  for c in string.gmatch(failed_by, '[^,]+') do
+    failed_strength = math.max(failed_strength, info[c] and info[c].strength or 0)
+  end
+  return strength <= failed_strength and untried_live(failed_by, t, failed_strength)
+end
+
+-- Candidates this worker cannot meet: each one that no live worker meets is marked unmet
+-- (an 'unmet' event, once), and dies with the reason once it has been unmet for unmet_s, so
+-- that work nobody can do neither holds the top of open nor keeps the swarm from its
+-- answer. One HMGET of the unmet marks and one HGETALL of the (few) profiles.
+local settled = false  -- whether note_unmet settled a task (it may have ended the swarm)
+
+local function note_unmet(unfit)
+  if #unfit == 0 then return end
+  local ids = {}
+  for i, u in ipairs(unfit) do ids[i] = u.id end
+  local since = redis.call('HMGET', UNMET, unpack(ids))
+  local wait_ms = meta_num('unmet_s') * 1000
+  for i, u in ipairs(unfit) do
+    local t, needs = u.t, 'strength ' .. u.t.min_strength .. (u.t.needs_code and ' and code' or '')
+    if someone_meets(t, now) then
+      if since[i] then redis.call('HDEL', UNMET, u.id) end
+    elseif not since[i] then
+      redis.call('HSET', UNMET, u.id, now)
+      emit(now, 'unmet', u.id, worker, 'needs', needs, 'outcome', 'waiting')
+    elseif now - (tonumber(since[i]) or now) >= wait_ms then
+      take_open(u.id)
+      move(u.id, 'open', 'dead', now)
+      redis.call('HSET', TASK .. u.id, 'reason', 'no live worker meets its requirements ('
+        .. needs .. ') for ' .. meta_num('unmet_s') .. ' s')
+      emit(now, 'unmet', u.id, worker, 'needs', needs, 'outcome', 'dead')
+      settle(u.id, now, worker)
+      settled = true
+    end
+  end
 end
 
 -- The candidates' response thresholds for this worker's class: the worst of each task's
@@ -167,16 +220,19 @@ local function pick(k)
   if state ~= 'wrapping' and r_explore < meta_num('epsilon') then
     local idx = math.min(math.floor(r_index * n), n - 1)
     local tid = redis.call('ZRANGE', OPEN, idx, idx)[1]
-    if not labour then
-      rule = 'explore'
-      return tid
-    end
-    local failed_by = redis.call('HGET', FAILED, tid)
-    if not steered_away(failed_by) then
-      rule = 'explore'
-      local t = traits_of(redis.call('HGET', TRAITS, tid), now)
-      local ks = trail_kinds(t.kind, t.tags)
-      return respond(tid, eta(t), ks, thresholds({ks})[1], failed_by)
+    local t = traits_of(redis.call('HGET', TRAITS, tid), now)
+    -- one it cannot meet: weigh the top K instead
+    if meets(t, strength, code) then
+      if not labour then
+        rule = 'explore'
+        return tid
+      end
+      local failed_by = redis.call('HGET', FAILED, tid)
+      if not steered_away(failed_by, t) then
+        rule = 'explore'
+        local ks = trail_kinds(t.kind, t.tags)
+        return respond(tid, eta(t), ks, thresholds({ks})[1], failed_by)
+      end
     end
   end
   local top = redis.call('ZREVRANGE', OPEN, 0, k - 1, 'WITHSCORES')
@@ -184,12 +240,15 @@ local function pick(k)
   local alpha, beta, offset = meta_num('alpha'), meta_num('beta'), decay_offset(now)
   for i = 1, #top, 2 do ids[#ids + 1] = top[i] end
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
-  local etas, kinds, failed, theta = {}, {}, {}, {}
+  local etas, kinds, failed, theta, traits, unfit = {}, {}, {}, {}, {}, {}
   for j = 1, #ids do
     local t = traits_of(packed[j], now)
+    traits[j] = t
     etas[j] = eta(t)
     if labour then kinds[j] = trail_kinds(t.kind, t.tags) end
+    if not meets(t, strength, code) then unfit[#unfit + 1] = {id = ids[j], t = t} end
   end
+  note_unmet(unfit)
   if labour then
     failed = redis.call('HMGET', FAILED, unpack(ids))
     theta = thresholds(kinds)
@@ -205,8 +264,10 @@ local function pick(k)
   local best = -math.huge
   for j = 1, #ids do
     logw[j] = alpha * (tonumber(top[2 * j]) - offset) + beta * math.log(etas[j])
-    if labour then
-      if steered_away(failed[j]) then
+    if not meets(traits[j], strength, code) then
+      logw[j] = -math.huge  -- a requirement this worker does not meet
+    elseif labour then
+      if steered_away(failed[j], traits[j]) then
         logw[j] = -math.huge
       else
         -- response threshold: s^2 / (s^2 + theta^2), the stimulus s being eta
@@ -215,7 +276,8 @@ local function pick(k)
     end
     if logw[j] > best then best = logw[j] end
   end
-  if best == -math.huge then return nil, ids[1] end  -- every candidate escalated elsewhere
+  -- every candidate escalated elsewhere, or beyond this worker
+  if best == -math.huge then return nil, ids[1] end
   local total, weights = 0, {}
   for j = 1, #ids do
     weights[j] = math.exp(logw[j] - best)
@@ -243,6 +305,10 @@ state = redis.call('HGET', META, 'state')
 if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 
 local tid, declined = pick(k)
+if settled then  -- an unmet root that died ended the swarm
+  state = redis.call('HGET', META, 'state')
+  if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
+end
 if declined then return {'declined', 'id', declined} end
 if not tid then return {'empty', 'held', redis.call('ZCARD', LEASES)} end
 

@@ -395,7 +395,7 @@ function drawWorkers(s) {
     dot.appendChild(d);
     tr.appendChild(dot);
     tr.appendChild(el("td", w.id + (w.alive ? "" : ` (stale ${duration(w.seen_s)})`)));
-    tr.appendChild(el("td", w.worker_class));
+    tr.appendChild(el("td", `${w.worker_class} s${w.strength}` + (w.code ? " code" : "")));
     tr.appendChild(el("td", w.host));
     tr.appendChild(el("td", w.mind));
     tr.appendChild(el("td", w.slots));
@@ -416,6 +416,9 @@ function drawFlow(s) {
     item.appendChild(document.createTextNode(` ${f.done} done, ${f.failed} failed`
       + (f.escalated ? `, ${f.escalated} escalated to it` : "")));
     p.appendChild(item);
+  }
+  if (s.unmet) {
+    p.appendChild(el("span", `${s.unmet} open task(s) no live worker meets`, "flow unmet"));
   }
 }
 
@@ -518,6 +521,9 @@ function wire() {
       parent: $("inject-parent").value.trim() || fallback,
       title: $("inject-title").value,
       detail: $("inject-detail").value,
+      tags: $("inject-tags").value,
+      min_strength: $("inject-strength").value.trim(),
+      needs_code: $("inject-code").checked,
     });
   });
 }
