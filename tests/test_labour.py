@@ -16,8 +16,9 @@ import pytest
 from swarm.board import Board
 from swarm.minds.base import MindError
 from swarm.minds.sim import SimConfig, SimMind, parse_sim_spec
-from swarm.protocol import ActionKind, Answer, Limits, ThinkRequest
+from swarm.protocol import ActionKind, Answer, Limits, Subtask, ThinkRequest
 from swarm.purpose import Budgets, Purpose, RootTask, Tuning
+from swarm.requirements import InvalidStrength, Requirements, check_strength, default_strength
 from swarm.task import Kind, Task
 from swarm.trails import Trail, Trails, check_class, default_class, parse
 from tests.conftest import FakeClock
@@ -405,3 +406,285 @@ def test_seed_no_learning_and_worker_class_options(redis_url: str, real_redis: A
     assert real_redis.hget(SwarmKeys(sid).meta, "learning") == "0.0"
     bad = run("worker", "--redis", redis_url, "--mind", "sim:", "--class", "a|b", "--burst")
     assert "invalid worker class" in one_line_error(bad)
+
+
+# -- requirements: strength and code ---------------------------------------------------------------
+
+
+def needing(
+    *tasks: tuple[str, tuple[str, ...]],
+    requires: Requirements | None = None,
+    learning: float = 1.0,
+    epsilon: float = 0.0,
+    **budgets: Any,
+) -> Purpose:
+    return Purpose(
+        title="Needs",
+        text="Needs\n\nDo the work.",
+        name="needs",
+        budgets=Budgets(**budgets),
+        tuning=Tuning(epsilon=epsilon, learning=learning),
+        tasks=tuple(RootTask(title, tags=tags) for title, tags in tasks),
+        requires=requires or Requirements(),
+    )
+
+
+def live_as(board: Board, worker_class: str, strength: int, code: bool = False) -> None:
+    """A worker of this class and profile beats now (what a Worker's heartbeat publishes)."""
+    record = {"mind": "sim", "class": worker_class, "strength": strength, "code": int(code)}
+    board.heartbeat(f"{worker_class}-w", record, ttl_s=30)
+
+
+def claim_with(board: Board, worker_class: str, strength: int, code: bool = False) -> Any:
+    from swarm.board import ClaimStatus
+
+    outcome = board.claim(
+        f"{worker_class}-w", worker_class=worker_class, strength=strength, code=code
+    )
+    return outcome.claim if outcome.status is ClaimStatus.OK else outcome.status
+
+
+def test_strengths_are_checked_and_default_by_mind() -> None:
+    assert check_strength("3") == 3 and check_strength(0) == 0 and check_strength(9) == 9
+    for bad in ("10", "-1", "1.5", "", "two", True, "\x1b[31m"):
+        with pytest.raises(InvalidStrength, match="a whole number from 0 to 9"):
+            check_strength(bad)
+    assert [default_strength(m) for m in ("sim", "onnx", "openai", "other")] == [1, 2, 3, 1]
+    need = Requirements(min_strength=2, needs_code=True)
+    assert need.met_by(2, True) and not need.met_by(1, True) and not need.met_by(3, False)
+    assert need.describe() == "strength >= 2, code" and Requirements().describe() == "nothing"
+
+
+def test_the_purpose_states_requirements() -> None:
+    from swarm.purpose import PurposeError, parse_purpose
+
+    text = "---\nrequires:\n  min_strength: 2\n  needs_code: true\n---\n# Goal\n\nDo it.\n"
+    assert parse_purpose(text).requires == Requirements(2, True)
+    assert parse_purpose("# Goal\n\nDo it.\n").requires == Requirements()
+    for front, message in [
+        ("requires: 3", "'requires' must be a mapping"),
+        ("requires:\n  min_strength: 12", "requires.min_strength"),
+        ("requires:\n  min_strength: '2'", "requires.min_strength must be a whole number"),
+        ("requires:\n  min_strength: true", "requires.min_strength must be a whole number"),
+        ("requires:\n  needs_code: 'yes'", "requires.needs_code must be true or false"),
+        ("requires:\n  strength: 2", "did you mean 'min_strength'"),
+    ]:
+        with pytest.raises(PurposeError, match=message):
+            parse_purpose(f"---\n{front}\n---\n# Goal\n\nDo it.\n")
+
+
+def test_tasks_inherit_requirements_as_a_floor(swarms: Any) -> None:
+    board = swarms(needing(("a", ()), requires=Requirements(1, False)))
+    root, listed = board.task("0"), board.task("1")
+    assert root is not None and (root.min_strength, root.needs_code) == (1, 0)
+    assert listed is not None and (listed.min_strength, listed.needs_code) == (1, 0)
+    hard = board.inject("hard", "ann", tags=["hard"], requires=Requirements(3, True))
+    board.boost(hard, 1e6, "ann")  # so that the claim draws it
+    claim = claim_with(board, "strong", 3, code=True)
+    assert claim.task.id == hard
+    kids = board.split(claim, "strong-w", [Subtask("part", "", ("x",))])
+    child = board.task(kids[0])
+    assert child is not None and (child.min_strength, child.needs_code) == (3, 1)
+    assert child.tags == ("x",)  # tags name the kind of work: not inherited
+    easier = board.inject("any", "ann", requires=Requirements(0, False))
+    injected = board.task(easier)
+    assert injected is not None and injected.min_strength == 1  # the root's floor holds
+    with pytest.raises(ValueError, match="invalid minimum strength"):
+        board.inject("x", "ann", requires=Requirements(10, False))
+
+
+@pytest.mark.parametrize("learning", [1.0, 0.0])
+@pytest.mark.parametrize("epsilon", [0.0, 1.0])
+def test_a_worker_never_takes_a_task_it_cannot_meet(
+    swarms: Any, learning: float, epsilon: float
+) -> None:
+    from swarm.board import ClaimStatus
+
+    board = swarms(needing(("plain", ()), learning=learning, epsilon=epsilon))
+    code = board.inject("code", "ann", requires=Requirements(0, True))
+    strong = board.inject("strong", "ann", requires=Requirements(3, False))
+    for tid in (code, strong):  # at the top of open: the claim must skip them, not take them
+        board.boost(tid, 1e6, "ann")
+    live_as(board, "weak", 1)
+    live_as(board, "big", 3, code=True)  # someone meets them: they are not unmet
+    got = claim_with(board, "weak", 1)
+    assert got.task.title == "plain"
+    assert claim_with(board, "weak", 1) is ClaimStatus.DECLINED  # nothing left it meets
+    assert claim_with(board, "coder", 1, code=True).task.id == code
+    assert claim_with(board, "big", 3).task.id == strong
+    assert board.status()["unmet"] == 0 and events(board, "unmet") == []
+
+
+def test_a_task_no_live_worker_meets_waits_then_dies_with_the_reason(
+    swarms: Any, clock: FakeClock
+) -> None:
+    from swarm.board import ClaimStatus
+
+    board = swarms(needing(("plain", ()), unmet_s=60))
+    tid = board.inject("needs code", "ann", requires=Requirements(2, True))
+    board.boost(tid, 1e6, "ann")
+    live_as(board, "weak", 1)
+    plain = claim_with(board, "weak", 1)
+    assert plain.task.title == "plain"
+    board.complete(plain, "weak-w", "done")
+    assert claim_with(board, "weak", 1) is ClaimStatus.DECLINED
+    first = events(board, "unmet")
+    assert [(e["task"], e["needs"], e["outcome"]) for e in first] == [
+        (tid, "strength >= 2, code", "waiting")
+    ]
+    assert board.status()["unmet"] == 1
+    # a worker that meets it comes and goes: the mark is cleared, the wait starts again
+    clock.advance(50)
+    live_as(board, "weak", 1)
+    live_as(board, "coder", 2, code=True)
+    assert claim_with(board, "weak", 1) is ClaimStatus.DECLINED
+    assert board.status()["unmet"] == 0
+    clock.advance(50)  # the coder's beat is stale now
+    live_as(board, "weak", 1)
+    assert claim_with(board, "weak", 1) is ClaimStatus.DECLINED
+    clock.advance(59)
+    live_as(board, "weak", 1)
+    claim_with(board, "weak", 1)
+    assert board.task(tid).state.value == "open"  # 59 s unmet: still waiting
+    clock.advance(1)
+    live_as(board, "weak", 1)
+    claim_with(board, "weak", 1)
+    task = board.task(tid)
+    assert task is not None and task.state.value == "dead"
+    assert task.reason == "no live worker meets its requirements (strength >= 2, code) for 60 s"
+    assert events(board, "unmet")[-1]["outcome"] == "dead"
+    assert board.status()["unmet"] == 0
+    assert board.task("0").kind is Kind.SYNTHESIZE  # the root goes on without it
+
+
+def test_a_root_no_live_worker_meets_ends_the_swarm(swarms: Any, clock: FakeClock) -> None:
+    from swarm.board import ClaimStatus
+
+    board = swarms(needing(requires=Requirements(5, False), unmet_s=10))
+    live_as(board, "weak", 1)
+    assert claim_with(board, "weak", 1) is ClaimStatus.DECLINED
+    clock.advance(10)
+    live_as(board, "weak", 1)
+    assert claim_with(board, "weak", 1) is ClaimStatus.CLOSED
+    meta = board.meta()
+    assert meta["outcome"] == "failed" and "strength >= 5" in meta["answer"]
+
+
+def test_escalation_goes_to_a_stronger_class_first(swarms: Any) -> None:
+    from swarm.board import ClaimStatus
+
+    board = swarms(needing(("h", ("hard",)), max_attempts=1))
+    live_as(board, "weak", 1)
+    live_as(board, "peer", 1)
+    live_as(board, "strong", 3)
+    claim = claim_with(board, "weak", 1)
+    assert board.fail(claim, "weak-w", "too hard").value == "open"
+    assert events(board, "escalated")[0]["to"] in ("peer,strong", "strong,peer")
+    # as weak as the class that failed it: the peer leaves it to the stronger class
+    assert claim_with(board, "peer", 1) is ClaimStatus.DECLINED
+    retry = claim_with(board, "strong", 3)
+    assert retry.task.id == claim.task.id and events(board, "claimed")[-1]["rule"] == "escalated"
+    assert board.fail(retry, "strong-w", "too hard too").value == "open"  # peer has not tried
+    # the stronger failed too: the peer may try it now (sideways, the last untried class)
+    last = claim_with(board, "peer", 1)
+    assert last.task.id == claim.task.id
+    assert board.fail(last, "peer-w", "no").value == "dead"
+
+
+def test_escalation_goes_sideways_when_no_stronger_class_lives(swarms: Any) -> None:
+    from swarm.board import ClaimStatus
+
+    board = swarms(needing(("h", ("hard",)), max_attempts=1))
+    live_as(board, "weak", 1)
+    live_as(board, "peer", 1)
+    live_as(board, "coder", 5, code=False)
+    claim = claim_with(board, "weak", 1)
+    board.fail(claim, "weak-w", "too hard")
+    assert claim_with(board, "peer", 1) is ClaimStatus.DECLINED  # left to the stronger coder
+    board.client.hset(board.keys.classes, "coder", "0|5|0")  # the strong class is gone
+    assert claim_with(board, "peer", 1).task.id == claim.task.id
+
+
+def test_escalation_skips_classes_that_cannot_meet_the_task(swarms: Any) -> None:
+    board = swarms(needing(("h", ("hard",)), max_attempts=1, requires=Requirements(0, True)))
+    live_as(board, "weak", 1, code=True)
+    live_as(board, "thinker", 5, code=False)  # stronger, but it cannot run code
+    claim = claim_with(board, "weak", 1, code=True)
+    # no live class that could take it has not tried it: it dies at max_attempts
+    assert board.fail(claim, "weak-w", "too hard").value == "dead"
+    assert events(board, "escalated") == []
+
+
+def test_traits_packed_before_requirements_still_read(swarms: Any) -> None:
+    board = swarms(needing(("a", ("x",))))
+    board.client.hset(board.keys.traits, "1", "work|0|1|0|x")  # five fields: the old packing
+    claim = claim_with(board, "weak", 0)
+    assert claim.task.id == "1"
+
+
+def test_a_worker_publishes_strength_model_and_code(swarms: Any, client: Any) -> None:
+    from swarm.worker import Worker, WorkerConfig
+
+    board = swarms(needing(("e", ())))
+    mind = SimMind(SimConfig())
+    worker = Worker(client, mind, WorkerConfig(worker_class="sim", strength=4, model="tiny"))
+    board.heartbeat(worker.id, worker.record(), ttl_s=5)
+    published = client.hgetall(board.keys.worker(worker.id))
+    assert (published["strength"], published["model"], published["code"]) == ("4", "tiny", "0")
+    assert client.hget(board.keys.classes, "sim").endswith("|4|0")
+    assert client.hget(board.keys.profiles, "4|0") is not None
+    assert Worker(client, mind).strength == 1  # the sim mind's default
+    with pytest.raises(InvalidStrength):
+        Worker(client, mind, WorkerConfig(strength=12))
+
+
+def test_the_dashboard_injects_with_requirements(swarms: Any) -> None:
+    from swarm.dashboard.control import Refused, act
+
+    board = swarms(needing(("a", ())))
+    said = act(
+        board,
+        "inject",
+        {"title": "t", "tags": "hard, big", "min_strength": "2", "needs_code": True},
+    )
+    tid = said.split()[2]
+    task = board.task(tid)
+    assert task is not None and task.tags == ("hard", "big")
+    assert (task.min_strength, task.needs_code) == (2, 1)
+    for body, message in [
+        ({"title": "t", "min_strength": "12"}, "min_strength"),
+        ({"title": "t", "min_strength": 2.5}, "min_strength"),
+        ({"title": "t", "needs_code": "yes"}, "needs_code"),
+    ]:
+        with pytest.raises(Refused, match=message):
+            act(board, "inject", body)
+
+
+def test_inject_and_worker_strength_on_the_command_line(redis_url: str, real_redis: Any) -> None:
+    from click.testing import CliRunner
+
+    from swarm.cli import cli
+    from swarm.keys import SwarmKeys
+    from tests.test_cli import EXAMPLE, one_line_error, run
+
+    runner = CliRunner()
+    sid = runner.invoke(cli, ["seed", str(EXAMPLE), "--redis", redis_url]).output.strip()
+    try:
+        keys = SwarmKeys(sid)
+        real_redis.hset(keys.task("0"), "state", "waiting")  # as if split: it takes children
+        where = ["--swarm", sid, "--redis", redis_url]
+        out = runner.invoke(
+            cli, ["inject", "t", *where, "--min-strength", "3", "--needs-code", "--tags", "hard"]
+        )
+        assert out.exit_code == 0, out.output
+        tid = out.output.split()[2]
+        got = real_redis.hmget(keys.task(tid), "min_strength", "needs_code", "tags")
+        assert got == ["3", "1", "hard"]
+        bad = runner.invoke(cli, ["inject", "t", "--swarm", sid, "--min-strength", "10"])
+        assert bad.exit_code != 0 and "0<=x<=9" in bad.output
+    finally:
+        from swarm.trace import delete_swarm
+
+        delete_swarm(real_redis, sid)
+    worse = run("worker", "--redis", redis_url, "--mind", "sim:", "--strength", "x", "--burst")
+    assert "invalid strength 'x'" in one_line_error(worse)

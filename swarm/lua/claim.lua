@@ -123,6 +123,14 @@ end
 -- (an 'unmet' event, once), and dies with the reason once it has been unmet for unmet_s, so
 -- that work nobody can do neither holds the top of open nor keeps the swarm from its
 -- answer. One HMGET of the unmet marks and one HGETALL of the (few) profiles.
+-- What a task needs, as swarm/requirements.py `describe` says it.
+local function needs_of(t)
+  local parts = {}
+  if t.min_strength > 0 then parts[#parts + 1] = 'strength >= ' .. t.min_strength end
+  if t.needs_code then parts[#parts + 1] = 'code' end
+  return table.concat(parts, ', ')
+end
+
 local settled = false  -- whether note_unmet settled a task (it may have ended the swarm)
 
 local function note_unmet(unfit)
@@ -132,7 +140,7 @@ local function note_unmet(unfit)
   local since = redis.call('HMGET', UNMET, unpack(ids))
   local wait_ms = meta_num('unmet_s') * 1000
   for i, u in ipairs(unfit) do
-    local t, needs = u.t, 'strength ' .. u.t.min_strength .. (u.t.needs_code and ' and code' or '')
+    local t, needs = u.t, needs_of(u.t)
     if someone_meets(t, now) then
       if since[i] then redis.call('HDEL', UNMET, u.id) end
     elseif not since[i] then
