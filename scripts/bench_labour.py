@@ -8,8 +8,10 @@ workers (fast, fail a hard step with probability 0.8) and one strong one (half t
 fails a hard step with probability 0.05), all in this process. Each seed runs three swarms on
 one Redis: learning `off` (the claim rule without trails or escalation: the baseline),
 learning `on` starting from no trails, and `on` again (`warm`), which starts from the trails the
-previous swarm left. Reported per mode: failed attempts, dead tasks, wall time from seed to
-the root's answer; medians over seeds, and the ratios between modes, all from this run.
+previous swarm left; then `needs`: learning on from no trails, the hard tasks injected with a
+requirement (`min_strength` 2, which only the strong worker has: weak ones are strength 1), so
+no weak worker ever tries one. Reported per mode: failed attempts, dead tasks, wall time from
+seed to the root's answer; medians over seeds, and the ratios between modes, all from this run.
 
 The script starts its own `redis-server` on a free port (or uses `--redis URL`; its keys are
 deleted afterwards, and the long-lived trails are set aside and put back).
@@ -41,6 +43,7 @@ from _servers import start_server  # noqa: E402
 from swarm.board import Board  # noqa: E402
 from swarm.minds.sim import SimMind, parse_sim_spec  # noqa: E402
 from swarm.purpose import Budgets, Purpose, RootTask, Tuning  # noqa: E402
+from swarm.requirements import Requirements  # noqa: E402
 from swarm.trace import delete_swarm  # noqa: E402
 from swarm.trails import Trails  # noqa: E402
 from swarm.worker import Worker, WorkerConfig  # noqa: E402
@@ -61,9 +64,10 @@ class Setup:
     timeout_s: float = 120.0
 
 
-def purpose(setup: Setup, learning: float) -> Purpose:
+def purpose(setup: Setup, learning: float, needs: bool = False) -> Purpose:
     tasks = [RootTask(f"easy {i}", tags=("easy",)) for i in range(setup.easy)]
-    tasks += [RootTask(f"hard {i}", tags=("hard",)) for i in range(setup.hard)]
+    if not needs:  # with requirements, the hard ones are injected (a task states them)
+        tasks += [RootTask(f"hard {i}", tags=("hard",)) for i in range(setup.hard)]
     random.Random(0).shuffle(tasks)
     return Purpose(
         title="mixed work",
@@ -82,17 +86,28 @@ def purpose(setup: Setup, learning: float) -> Purpose:
     )
 
 
-def run_swarm(client: Any, setup: Setup, learning: float, seed: int) -> dict[str, Any]:
+def run_swarm(
+    client: Any, setup: Setup, learning: float, seed: int, needs: bool = False
+) -> dict[str, Any]:
     """One swarm to its answer; its figures from the board's counters and events."""
-    board = Board.seed(client, purpose(setup, learning), rng=random.Random(seed))
+    board = Board.seed(client, purpose(setup, learning, needs), rng=random.Random(seed))
     started = time.monotonic()
+    if needs:
+        strong_only = Requirements(min_strength=2)
+        order = list(range(setup.hard))
+        random.Random(seed).shuffle(order)
+        for i in order:
+            board.inject(f"hard {i}", "bench", tags=["hard"], requires=strong_only)
     workers = []
     for n in range(setup.weak + setup.strong):
         weak = n < setup.weak
         spec = f"{setup.weak_spec if weak else setup.strong_spec},think={setup.think_s}"
         mind = SimMind(parse_sim_spec(f"{spec},seed={seed * 100 + n}"))
         config = WorkerConfig(
-            swarm_id=board.id, worker_class="weak" if weak else "strong", poll_s=0.05
+            swarm_id=board.id,
+            worker_class="weak" if weak else "strong",
+            strength=1 if weak else 2,
+            poll_s=0.05,
         )
         workers.append(Worker(client, mind, config, rng=random.Random(seed * 100 + n)))
     threads = [
@@ -149,7 +164,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "runs": len(rows),
         }
     off = out["off"]
-    for mode in ("on", "warm"):
+    for mode in ("on", "warm", "needs"):
         m = out[mode]
         if off["failed_attempts_total"]:
             m["failed_attempts_vs_off"] = round(
@@ -174,7 +189,7 @@ def report(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5, help="seeds (each runs off, on, warm)")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds (each runs off, on, warm, needs)")
     ap.add_argument("--redis", metavar="URL", help="use this server instead of starting one")
     ap.add_argument("--out", type=Path, help="write the JSON here (default bench/results/)")
     args = ap.parse_args(argv)
@@ -183,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None if args.redis else start_server(kind="redis")
     url = args.redis or (server.url if server else "")
     started = time.time()
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": [], "warm": []}
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": [], "warm": [], "needs": []}
     try:
         client = redis.Redis.from_url(url, decode_responses=True)
         store = Trails(client)
@@ -191,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for seed in range(args.seeds):
                 store.reset()
-                for mode, learning in (("off", 0.0), ("on", 1.0), ("warm", 1.0)):
-                    runs[mode].append(run_swarm(client, setup, learning, seed))
+                for mode, learning in (("off", 0.0), ("on", 1.0), ("warm", 1.0), ("needs", 1.0)):
+                    if mode == "needs":
+                        store.reset()  # from no trails, as `on`
+                    runs[mode].append(run_swarm(client, setup, learning, seed, mode == "needs"))
                     print(f"seed {seed} {mode}: {runs[mode][-1]}", file=sys.stderr, flush=True)
         finally:
             store.reset()

@@ -241,7 +241,7 @@ def delete_swarm(client: Any, swarm_id: str) -> int:
     keys = SwarmKeys(swarm_id)
     names = [keys.meta, keys.open, keys.traits, keys.leases, keys.fence, keys.events, keys.workers]
     names += [keys.requests, keys.requests_until]
-    names += [keys.trails, keys.trails_new, keys.failed, keys.classes]
+    names += [keys.trails, keys.trails_new, keys.failed, keys.classes, keys.profiles, keys.unmet]
     names += [keys.worker(w) for w in client.zrange(keys.workers, 0, -1)]
     for tid in walk(client, keys, hashes=False):
         names += [keys.task(tid), keys.children(tid)]

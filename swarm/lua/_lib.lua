@@ -406,15 +406,23 @@ local function live_classes(now)
   return (read_classes(now))
 end
 
--- Whether a live worker meets a task's requirements (any profile that beat lately).
-local function someone_meets(t, now)
+-- What the live workers offer: {strength, code} per profile that beat lately (a few).
+local function live_profiles(now)
   local since = live_since(now)
   local flat = redis.call('HGETALL', PROFILES)
+  local found = {}
   for i = 1, #flat, 2 do
     if (tonumber(flat[i + 1]) or 0) >= since then
       local strength, code = string.match(flat[i], '^([^|]*)|(.*)$')
-      if meets(t, tonumber(strength) or 0, code == '1') then return true end
+      found[#found + 1] = {tonumber(strength) or 0, code == '1'}
     end
+  end
+  return found
+end
+
+local function someone_meets(t, profiles)
+  for _, p in ipairs(profiles) do
+    if meets(t, p[1], p[2]) then return true end
   end
   return false
 end

@@ -122,7 +122,7 @@ end
 -- Candidates this worker cannot meet: each one that no live worker meets is marked unmet
 -- (an 'unmet' event, once), and dies with the reason once it has been unmet for unmet_s, so
 -- that work nobody can do neither holds the top of open nor keeps the swarm from its
--- answer. One HMGET of the unmet marks and one HGETALL of the (few) profiles.
+-- answer. One HMGET of the unmet marks and one HGETALL of the (few) live profiles.
 -- What a task needs, as swarm/requirements.py `describe` says it.
 local function needs_of(t)
   local parts = {}
@@ -138,10 +138,11 @@ local function note_unmet(unfit)
   local ids = {}
   for i, u in ipairs(unfit) do ids[i] = u.id end
   local since = redis.call('HMGET', UNMET, unpack(ids))
+  local profiles = live_profiles(now)
   local wait_ms = meta_num('unmet_s') * 1000
   for i, u in ipairs(unfit) do
     local t, needs = u.t, needs_of(u.t)
-    if someone_meets(t, now) then
+    if someone_meets(t, profiles) then
       if since[i] then redis.call('HDEL', UNMET, u.id) end
     elseif not since[i] then
       redis.call('HSET', UNMET, u.id, now)
