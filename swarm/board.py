@@ -532,7 +532,7 @@ class Board:
                 "max_tokens": int(m["max_tokens"]),
                 "max_attempts": int(m["max_attempts"]),
                 "deadline_s": float(m["deadline_s"]),
-                "unmet_s": float(m.get("unmet_s", DEFAULT_SETTINGS["unmet_s"])),
+                "unmet_s": number(m.get("unmet_s"), DEFAULT_SETTINGS["unmet_s"]),
             },
             "created": int(m["created"]),
             "finished": int(m["finished"]) if m.get("finished") else None,
