@@ -458,6 +458,23 @@ def with_trails(client: Any, bulk: Bulk) -> None:
     client.hset(k.failed, top[0], "other")
 
 
+UNFIT = 4  # top tasks that need strength 1: a strength-0 claim skips them (section 6a)
+
+
+def with_requirements(client: Any, bulk: Bulk) -> None:
+    """The top UNFIT open tasks need strength 1, which a live worker (strength 9, code) meets:
+    a claim by a strength-0 worker skips them among its K candidates, checking each against the
+    live profiles and the unmet marks (the path a requirement adds); the other claims pass
+    strength 9 and skip none."""
+    k, now = bulk.board.keys, bulk.board.now_ms()
+    client.hset(k.profiles, "9|1", now + 3_600_000)
+    for tid in client.zrevrange(k.open, 0, UNFIT - 1):
+        client.hset(k.task(tid), "min_strength", 1)
+        fields = client.hget(k.traits, tid).split("|")
+        fields[4] = "1"  # kind|priority|depth|created|min_strength|needs_code|tags
+        client.hset(k.traits, tid, "|".join(fields))
+
+
 def reference_claim(client: Any, ref: str) -> Any:
     """claim.lua as it was at git `ref` (with that ref's _lib.lua), registered on `client`:
     timed in the same run as today's, so a change to the claim rule is measured side by side."""
@@ -504,8 +521,10 @@ def claim_latency(
         log(f"  bulk-wrote {size:,} open tasks in {time.monotonic() - t0:.1f} s")
     for bulk in bulks:
         with_trails(client, bulk)
+        with_requirements(client, bulk)
     claims: list[list[float]] = [[] for _ in sizes]
     classed: list[list[float]] = [[] for _ in sizes]
+    unfit: list[list[float]] = [[] for _ in sizes]
     releases: list[list[float]] = [[] for _ in sizes]
     referenced: list[list[float]] = [[] for _ in sizes]
     raw: list[list[float]] = [[] for _ in sizes]
@@ -514,25 +533,32 @@ def claim_latency(
     for i in range(samples + 200):
         for n, bulk in enumerate(bulks):
             a = time.perf_counter()
-            claim = bulk.board.claim("bench-latency").claim
+            claim = bulk.board.claim("bench-latency", strength=9).claim
             b = time.perf_counter()
             assert claim is not None
             bulk.board.release(claim, "bench-latency")
             c = time.perf_counter()
             # the same claim by a worker with a class: trails, thresholds, escalation read
-            found = bulk.board.claim("bench-latency", worker_class="bench").claim
+            found = bulk.board.claim("bench-latency", worker_class="bench", strength=9).claim
             d = time.perf_counter()
             assert found is not None
             bulk.board.release(found, "bench-latency")
+            # by a worker that meets none of the UNFIT top tasks: it skips them
+            e = time.perf_counter()
+            weak = bulk.board.claim("bench-latency", strength=0).claim
+            f = time.perf_counter()
+            assert weak is not None and int(weak.task.min_strength) == 0
+            bulk.board.release(weak, "bench-latency")
             ref_s = raw_s = raw_classed_s = 0.0
             if reference is not None:
                 ref_s = _timed_raw(reference, bulk)
-                raw_s = _timed_raw(today, bulk, "")
-                raw_classed_s = _timed_raw(today, bulk, "bench")
+                raw_s = _timed_raw(today, bulk, "", "9")
+                raw_classed_s = _timed_raw(today, bulk, "bench", "9")
             if i >= 200:  # the first ones warm the connection and the script cache
                 claims[n].append((b - a) * 1000)
                 releases[n].append((c - b) * 1000)
                 classed[n].append((d - c) * 1000)
+                unfit[n].append((f - e) * 1000)
                 referenced[n].append(ref_s * 1000)
                 raw[n].append(raw_s * 1000)
                 raw_classed[n].append(raw_classed_s * 1000)
@@ -542,6 +568,7 @@ def claim_latency(
     out: dict[str, Any] = {"server_memory_with_all": memory}
     for n, size in enumerate(sizes):
         cl, cc, rel = sorted(claims[n]), sorted(classed[n]), sorted(releases[n])
+        cu = sorted(unfit[n])
         if against:
             out.setdefault("against", against)
             for name, series in (
@@ -559,6 +586,8 @@ def claim_latency(
             "claim_p99_ms": round(_percentile(cl, 0.99), 3),
             "claim_class_p50_ms": round(_percentile(cc, 0.5), 3),
             "claim_class_p99_ms": round(_percentile(cc, 0.99), 3),
+            "claim_unfit_p50_ms": round(_percentile(cu, 0.5), 3),
+            "claim_unfit_p99_ms": round(_percentile(cu, 0.99), 3),
             "release_p50_ms": round(_percentile(rel, 0.5), 3),
             "release_p99_ms": round(_percentile(rel, 0.99), 3),
         }
@@ -685,11 +714,14 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
 
 
 def classed_ratios(lat: dict[str, Any]) -> dict[str, float]:
-    """A claim by a worker with a class (trails read) against one without, same run."""
-    return {
-        f"claim_class_vs_plain_p50_{size}": v["claim_class_p50_ms"] / v["claim_p50_ms"]
-        for size, v in lat.items()
-    }
+    """A claim by a worker with a class (trails read) against one without, and one that skips
+    candidates it does not meet against one that skips none, same run."""
+    out = {}
+    for size, v in lat.items():
+        out[f"claim_class_vs_plain_p50_{size}"] = v["claim_class_p50_ms"] / v["claim_p50_ms"]
+        if "claim_unfit_p50_ms" in v:
+            out[f"claim_unfit_vs_plain_p50_{size}"] = v["claim_unfit_p50_ms"] / v["claim_p50_ms"]
+    return out
 
 
 def targets(r: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -710,12 +742,13 @@ def targets(r: dict[str, Any]) -> list[tuple[str, bool]]:
 def latency_table(latency: dict[str, Any]) -> str:
     lines = [
         "open tasks   claim p50 ms   claim p99 ms   classed p50   classed p99"
-        "   release p50 ms   release p99 ms"
+        "   unfit p50   unfit p99   release p50 ms   release p99 ms"
     ]
     for size, v in latency.items():
         lines.append(
             f"{int(size):>10,}   {v['claim_p50_ms']:12.3f}   {v['claim_p99_ms']:12.3f}"
             f"   {v['claim_class_p50_ms']:11.3f}   {v['claim_class_p99_ms']:11.3f}"
+            f"   {v['claim_unfit_p50_ms']:9.3f}   {v['claim_unfit_p99_ms']:9.3f}"
             f"   {v['release_p50_ms']:14.3f}   {v['release_p99_ms']:14.3f}"
         )
     return "\n".join(lines)
