@@ -515,6 +515,22 @@ def test_a_worker_never_takes_a_task_it_cannot_meet(
     assert board.status()["unmet"] == 0 and events(board, "unmet") == []
 
 
+def _rendered(board: Board, clock: FakeClock) -> str:
+    """`swarm watch`'s frame as text, and the dashboard's payload agreeing on unmet tasks."""
+    import io
+
+    from rich.console import Console
+
+    from swarm.dashboard.view import payload
+    from swarm.watch import WatchState, render, snapshot
+
+    snap = snapshot(board.client, board.id, WatchState(), height=30, now=clock.now)
+    assert payload(snap)["unmet"] == snap.unmet
+    console = Console(record=True, width=120, height=30, file=io.StringIO())
+    console.print(render(snap, 120, 30))
+    return console.export_text()
+
+
 def test_a_task_no_live_worker_meets_waits_then_dies_with_the_reason(
     swarms: Any, clock: FakeClock
 ) -> None:
@@ -533,6 +549,8 @@ def test_a_task_no_live_worker_meets_waits_then_dies_with_the_reason(
         (tid, "strength >= 2, code", "waiting")
     ]
     assert board.status()["unmet"] == 1
+    shown = _rendered(board, clock)
+    assert "1 open task(s) no live worker meets" in shown and "weak s1" in shown
     # a worker that meets it comes and goes: the mark is cleared, the wait starts again
     clock.advance(50)
     live_as(board, "weak", 1)
