@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
+from swarm.check import Check, CheckError, find_fenced, parse_check
 from swarm.protocol import Limits
 
 
@@ -65,6 +66,7 @@ class Purpose:
     tuning: Tuning = field(default_factory=Tuning)
     sandbox: str = "auto"  # auto | local | e2b | none
     tasks: tuple[RootTask, ...] = ()
+    check: Check | None = None  # how the root's answer is checked (swarm/check.py)
 
 
 class PurposeError(ValueError):
@@ -74,7 +76,7 @@ class PurposeError(ValueError):
 MAX_BYTES = 256 * 1024
 MAX_TITLE = 120
 SANDBOXES = ("auto", "local", "e2b", "none")
-TOP_KEYS = ("name", "sandbox", "budgets", "pheromone")
+TOP_KEYS = ("name", "sandbox", "budgets", "pheromone", "check")
 
 # Root tasks become task hashes like any split's children, so they obey a mind's tag bounds.
 _LIMITS = Limits()
@@ -194,11 +196,48 @@ def parse_purpose(text: str, source: str = "<purpose>") -> Purpose:
     meta, body_start = _front_matter(lines, source)
     body = lines[body_start:]
     settings = _settings(meta, source)
-    text_out = "\n".join(body).strip()
+    body, check = _fenced_check(body, body_start, settings.check, source)
+    # The check block's lines are blanked, not removed, so later line numbers stay right;
+    # the text the minds see has neither the block nor the gap it leaves.
+    text_out = re.sub(r"\n{3,}", "\n\n", "\n".join(body)).strip()
     if not re.search(r"\w", text_out):
         _fail(source, "empty purpose: no text says what the swarm should achieve")
     tasks = _tasks(body, body_start, settings.budgets, source)
-    return replace(settings, title=_title(body), text=text_out, tasks=tasks)
+    return replace(settings, title=_title(body), text=text_out, tasks=tasks, check=check)
+
+
+def _fenced_check(
+    body: list[str], offset: int, front: Check | None, source: str
+) -> tuple[list[str], Check | None]:
+    """The body with its ```check block blanked, and the purpose's check (front matter's or
+    the block's; never both). The block is YAML like the front matter's `check:` value."""
+    try:
+        found = find_fenced(body)
+    except CheckError as exc:
+        _fail(source, str(exc), None if exc.index is None else offset + exc.index + 1)
+    if found is None:
+        return body, front
+    start, end = found
+    line = offset + start + 1
+    if front is not None:
+        _fail(source, "a check in the front matter and a ```check block: keep one", line)
+    block = "\n".join(body[start + 1 : end])
+    if len(block) > MAX_FRONT_MATTER:
+        _fail(source, f"the ```check block is over {MAX_FRONT_MATTER // 1024} KiB", line)
+    try:
+        _node, value = _load_yaml(block, source)
+    except yaml.YAMLError as e:
+        problem = _cut(getattr(e, "problem", None) or str(e).splitlines()[0], 200)
+        _fail(source, f"the ```check block is not valid YAML: {problem}", line)
+    except PurposeError:
+        raise
+    except (ValueError, OverflowError, RecursionError) as e:
+        _fail(source, f"the ```check block has a value that cannot be read: {_cut(str(e))}", line)
+    try:
+        check = parse_check(value)
+    except CheckError as exc:
+        _fail(source, str(exc), line)
+    return [*body[:start], *([""] * (end - start + 1)), *body[end + 1 :]], check
 
 
 def _check_raw(text: str, source: str) -> None:
@@ -402,7 +441,17 @@ def _settings(meta: _Meta, source: str) -> Purpose:
         sandbox=_sandbox(meta, values.get("sandbox", "auto"), source),
         budgets=_numbers(meta, "budgets", Budgets(), _BUDGET_RANGES, source),
         tuning=_numbers(meta, "pheromone", Tuning(), _TUNING_RANGES, source),
+        check=_check(meta, source),
     )
+
+
+def _check(meta: _Meta, source: str) -> Check | None:
+    if "check" not in meta.values:
+        return None
+    try:
+        return parse_check(meta.values["check"])
+    except CheckError as exc:
+        _fail(source, str(exc), meta.lines.get(("check",)))
 
 
 def _check_keys(
