@@ -93,17 +93,19 @@ class Check:
 
     def to_json(self) -> str:
         """What the swarm's meta holds; `from_json` reads it back through the same bounds."""
-        raw: dict[str, Any] = {"retries": self.retries, "timeout_s": self.timeout_s}
+        raw: dict[str, Any] = {"retries": self.retries}
         if self.hint:
             raw["hint"] = self.hint
         if self.kind is CheckKind.EXPECTED:
-            raw["expected"] = float(self.expected) if self.number else self.expected
-            raw["tolerance"], raw["unit"] = self.tolerance, self.unit
+            raw["expected"] = _stored_number(self.expected) if self.number else self.expected
+            raw["unit"] = self.unit
+            if self.number:
+                raw["tolerance"] = self.tolerance
         elif self.kind is CheckKind.PATTERN:
             raw["pattern"], raw["ignore_case"] = self.pattern, self.ignore_case
             raw["match"] = "search" if self.search else "fullmatch"
         else:
-            raw["python"] = self.python
+            raw["python"], raw["timeout_s"] = self.python, self.timeout_s
         return json.dumps(raw, ensure_ascii=False)
 
     @classmethod
@@ -124,6 +126,10 @@ class Check:
         if self.kind is CheckKind.PATTERN:
             return f"pattern ({'search' if self.search else 'fullmatch'})"
         return "python check()"
+
+
+def _stored_number(shown: str) -> int | float:
+    return int(shown) if shown.lstrip("-").isdigit() else float(shown)
 
 
 @dataclass(frozen=True)
@@ -379,21 +385,21 @@ def _closing(lines: list[str], start: int, fence: str) -> int | None:
 
 RunCode = Callable[[str, float], ExecOutput]
 
-_PREFIXES = ("final answer:", "answer:", "the answer is", "result:")
+_PREFIX = re.compile(r"(?:final answer:|answer:|the answer is|result:)", re.IGNORECASE)
 _WRAPPERS = " \t\r\n\"'`*_"
 
 
-def normalise(text: str) -> str:
-    """How answers and expected values are compared: NFKC, case folded, whitespace collapsed,
-    quotes, backticks and emphasis stripped from the ends, a leading `answer:` (or `final
-    answer:`, `the answer is`, `result:`) and a final full stop dropped."""
-    text = unicodedata.normalize("NFKC", text[:MAX_INPUT]).casefold().strip(_WRAPPERS)
-    for prefix in _PREFIXES:
-        if text.startswith(prefix):
-            text = text[len(prefix) :].strip(_WRAPPERS)
-            break
-    text = text.removesuffix(".").strip(_WRAPPERS)
-    return " ".join(text.split())
+def normalise(text: str, *, fold: bool = True) -> str:
+    """How answers and expected values are compared: NFKC, case folded (unless `fold` is
+    false: patterns say themselves whether case matters), whitespace collapsed, quotes,
+    backticks and emphasis stripped from the ends, a leading `answer:` (or `final answer:`,
+    `the answer is`, `result:`) and a final full stop dropped."""
+    text = unicodedata.normalize("NFKC", text[:MAX_INPUT]).strip(_WRAPPERS)
+    prefix = _PREFIX.match(text)
+    if prefix:
+        text = text[prefix.end() :].strip(_WRAPPERS)
+    text = " ".join(text.removesuffix(".").strip(_WRAPPERS).split())
+    return text.casefold() if fold else text
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?")
@@ -448,7 +454,7 @@ def _num(x: float) -> str:
 
 def _run_pattern(check: Check, answer: str) -> CheckResult:
     compiled = _compile(check.pattern, check.ignore_case)
-    text = normalise(answer) if not check.search else answer[:MAX_INPUT]
+    text = answer[:MAX_INPUT] if check.search else normalise(answer, fold=False)
     found = compiled.search(text) if check.search else compiled.fullmatch(text)
     if found:
         return CheckResult(Verdict.PASS, "the answer matches the required pattern")

@@ -33,6 +33,7 @@ from swarm.board import (
     heartbeat_s,
     newest_running,
 )
+from swarm.check import Check, CheckError, CheckResult, Verdict, run_check
 from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import TURNS, Interrupted, Mind, MindError
@@ -51,6 +52,13 @@ from swarm.protocol import (
 from swarm.task import Kind
 
 log = logging.getLogger("swarm.worker")
+
+
+def _run_code(runner: CodeRunner, code: str, timeout_s: float) -> ExecOutput:
+    try:
+        return runner.run(code, timeout_s)
+    except Exception as exc:  # a runner's failure is the check's error, not a worker crash
+        return ExecOutput(error=f"code execution failed: {type(exc).__name__}: {exc}"[:300])
 
 T = TypeVar("T")
 
@@ -110,6 +118,7 @@ class _SwarmInfo:
     title: str
     lease_s: float
     sandbox: str
+    check: str = ""  # the root's check as stored in meta (JSON), '' for none
 
 
 @dataclass
@@ -420,8 +429,11 @@ class Worker:
         """The swarm's fixed facts, read once per swarm."""
         found = self._shared.info(board.id)
         if found is None:
-            m = board.client.hmget(board.keys.meta, "purpose", "title", "lease_ms", "sandbox")
-            read = _SwarmInfo(m[0] or "", m[1] or "", int(m[2] or 60000) / 1000, m[3] or "auto")
+            m = board.client.hmget(
+                board.keys.meta, "purpose", "title", "lease_ms", "sandbox", "check"
+            )
+            lease_s = int(m[2] or 60000) / 1000
+            read = _SwarmInfo(m[0] or "", m[1] or "", lease_s, m[3] or "auto", m[4] or "")
             found = self._shared.keep_info(board.id, read)
         return found
 
@@ -611,10 +623,41 @@ class Worker:
                     tokens = 0  # the refused split's tokens were charged already
                     continue
             assert isinstance(action, Answer)
+            checked = self._check_root(board, claim, action.answer)
+            if checked is not None:
+                self._post_checked(held, action, checked, tokens)
+                return tokens
             done = partial(board.complete, claim, self.id, action.answer, action.confidence)
             if self._post(held, partial(done, tokens=tokens)) is not None:
                 self._outcome(held, "answered", tokens)
             return tokens
+
+    def _check_root(self, board: Board, claim: Claim, answer: str) -> CheckResult | None:
+        """The verdict of the swarm's check on a root answer, before it is posted (None: not
+        the root, or no check). A python check runs where model code runs (the sandbox,
+        through the code runner), never in this process; the lease is renewed meanwhile."""
+        stored = self._info(board).check
+        if not claim.task.is_root or not stored:
+            return None
+        try:
+            check = Check.from_json(stored)
+        except CheckError as exc:
+            return CheckResult(Verdict.ERROR, f"the swarm's check cannot be read: {exc}")
+        runner = self._runner(board)
+        run_code = None if runner is None else partial(_run_code, runner)
+        started = time.monotonic()
+        try:
+            return run_check(check, answer, run_code)
+        finally:
+            self.metrics.executed(time.monotonic() - started)
+
+    def _post_checked(self, held: _Held, action: Answer, checked: CheckResult, tokens: int) -> None:
+        board, claim = held.board, held.claim
+        post = partial(board.complete_checked, claim, self.id, action.answer, action.confidence)
+        sent_back = self._post(held, partial(post, checked, tokens=tokens))
+        if sent_back is not None:
+            outcome = "sent back" if sent_back else "answered"
+            self._outcome(held, outcome, tokens, f"check {checked.verdict.value}: {checked.output}")
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
         runner = self._runner(board)
