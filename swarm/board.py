@@ -27,7 +27,7 @@ from swarm.pheromone import MAX_LEVEL, decay_rate, level
 from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import check_ranges
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
-from swarm.task import Kind, State, SwarmState, Task
+from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
     from swarm.purpose import Purpose
@@ -110,32 +110,29 @@ class ClaimOutcome:
     swarm_state: str = ""
 
 
-def _context(task: Task, reply: Sequence[Any]) -> TaskContext:
-    """Tasks from read_context's lean reply (only the fields a prompt uses are read)."""
-    ancestry_reply, siblings_reply, children_reply = reply
-    ancestry = tuple(
-        Task(id=str(i), parent="", depth=n, kind=Kind.WORK, title=title, detail=detail)
-        for n, (i, title, detail) in enumerate(ancestry_reply)
+def named(flat: Sequence[Any]) -> dict[str, Any]:
+    """A script's flat name/value reply as a dict: replies are decoded by name (_lib.lua)."""
+    return {str(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+
+def _strings(flat: Sequence[Any]) -> dict[str, str]:
+    return {name: str(value) for name, value in named(flat).items()}
+
+
+def _task(flat: Sequence[Any]) -> Task:
+    """A task from a flat name/value list that names its id."""
+    fields = _strings(flat)
+    return Task.from_hash(fields.pop("id", ""), fields)
+
+
+def _context(reply: Sequence[Any]) -> TaskContext:
+    """read_context's reply: each task holds only the fields a prompt uses (_lib.lua)."""
+    parts = named(reply)
+    return TaskContext(
+        ancestry=tuple(_task(t) for t in parts["ancestry"]),
+        siblings=tuple(_task(t) for t in parts["siblings"]),
+        children=tuple(_task(t) for t in parts["children"]),
     )
-    siblings = tuple(
-        Task(
-            id=str(i), parent=task.parent, depth=task.depth, kind=Kind.WORK, title=title,
-            state=State.DONE, result=result, confidence=confidence,
-        )
-        for i, title, result, confidence in siblings_reply
-    )  # fmt: skip
-    children = tuple(
-        Task(
-            id=str(i), parent=task.id, depth=task.depth + 1, kind=Kind.WORK, title=title or "",
-            state=State(state or "open"), result=result, confidence=confidence, reason=reason,
-        )
-        for i, state, title, result, confidence, reason in children_reply
-    )  # fmt: skip
-    return TaskContext(ancestry, siblings, children)
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def _slug(text: str) -> str:
@@ -305,26 +302,26 @@ class Board:
             ",".join(skills),
             reap_limit,
         )
-        status = ClaimStatus(reply[0])
+        status, fields = ClaimStatus(reply[0]), named(reply[1:])
         if status is ClaimStatus.EMPTY:
-            return ClaimOutcome(status, held_elsewhere=int(reply[1]))
+            return ClaimOutcome(status, held_elsewhere=int(fields["held"]))
         if status is ClaimStatus.CLOSED:
-            return ClaimOutcome(status, swarm_state=str(reply[1]))
+            return ClaimOutcome(status, swarm_state=str(fields["state"]))
         if status is ClaimStatus.PAUSED:
             return ClaimOutcome(status, swarm_state=SwarmState.PAUSED.value)
-        tid, fence, flat, meta = str(reply[1]), int(reply[2]), reply[3], reply[4]
-        task = Task.from_hash(tid, _pairs(flat))
+        task = Task.from_hash(str(fields["id"]), _strings(fields["task"]))
+        swarm = named(fields["swarm"])
         claim = Claim(
             task=task,
-            fence=fence,
-            swarm_state=SwarmState(meta[0]),
-            tasks=int(meta[1]),
-            max_tasks=int(meta[2]),
-            max_depth=int(meta[3]),
-            max_children=int(meta[4]),
-            context=_context(task, reply[5]),
+            fence=int(fields["fence"]),
+            swarm_state=SwarmState(swarm["state"]),
+            tasks=int(swarm["tasks"]),
+            max_tasks=int(swarm["max_tasks"]),
+            max_depth=int(swarm["max_depth"]),
+            max_children=int(swarm["max_children"]),
+            context=_context(fields["context"]),
         )
-        return ClaimOutcome(status, claim=claim, swarm_state=meta[0])
+        return ClaimOutcome(status, claim=claim, swarm_state=str(swarm["state"]))
 
     def renew(self, claim: Claim, worker: str, *, lease_s: float, now: float | None = None) -> bool:
         return bool(
@@ -507,7 +504,7 @@ class Board:
 
     def context(self, task: Task) -> TaskContext:
         """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
-        return _context(task, self._run("context", task.id))
+        return _context(self._run("context", task.id))
 
     def workers_alive(self, *, lease_ms: int | None = None, now: float | None = None) -> int:
         if lease_ms is None:

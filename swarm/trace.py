@@ -20,17 +20,18 @@ from swarm.board import Board, BoardError
 from swarm.display import json_safe, md_block, md_inline, safe_line
 from swarm.errors import checked_swarm_id, checked_swarm_ids, user_errors
 from swarm.keys import SwarmKeys
-from swarm.task import SwarmState
+from swarm.task import INT_FIELDS, LIST_FIELDS, SwarmState
 
 CHUNK = 1000  # commands per pipeline: big enough to amortise the round trip, small enough
 # not to hold the server or the client's memory for long
 
 FORMAT = "swarm-export/1"
+# The task fields an export carries (swarm-export/1: a format others read, so it changes only
+# with its version); each is decoded as its type in swarm/task.py `Task`.
 TASK_ORDER = (
     "id", "parent", "depth", "kind", "title", "detail", "tags", "state", "attempts", "owner",
     "result", "confidence", "tokens", "reason", "injected_by", "created", "updated",
 )  # fmt: skip
-INT_FIELDS = ("depth", "attempts", "tokens", "created", "updated", "priority", "fence", "pending")
 TUNING = (
     "half_life_s", "initial", "q", "rho_fail", "alpha", "beta", "epsilon", "candidates",
     "synth_bonus",
@@ -97,7 +98,7 @@ def _task_record(tid: str, h: dict[str, str]) -> dict[str, Any]:
         value: Any = h.get(name, "")
         if name in INT_FIELDS:
             value = int(value or 0)
-        elif name == "tags":
+        elif name in LIST_FIELDS:
             value = [t for t in str(value).split(",") if t]
         rec[name] = value
     return rec

@@ -12,7 +12,7 @@ from swarm import pheromone
 from swarm.board import Board, ClaimStatus, LeaseLost, SplitRefused
 from swarm.protocol import Confidence, Subtask
 from swarm.purpose import Budgets, Tuning
-from swarm.task import Kind, State, SwarmState
+from swarm.task import FIELDS, Kind, State, SwarmState, Task
 from tests.conftest import FakeClock
 
 
@@ -414,3 +414,43 @@ def test_claim_carries_the_context_a_mind_needs(seed: Any) -> None:
         ("b", State.DONE, "second result" if first.task.title == "a" else "first result"),
     ]
     assert board.context(root.task) == root.context
+
+
+def test_every_field_a_script_writes_is_a_task_field(seed: Any, clock: FakeClock) -> None:
+    """swarm/task.py `Task` is the one list of a task hash's fields: whatever seed, split,
+    inject, claim, fail, complete and the reaper write, it names (and decodes)."""
+    board = seed(tasks=("a", "b"))
+    first = claim_ok(board)
+    board.split(first, "w1", [Subtask("x", "detail", ("t",)), Subtask("y")], reason="parts")
+    board.inject("by hand", "person:ann", parent=first.task.id)
+    board.fail(claim_ok(board), "w1", "no luck", tokens=1)
+    board.claim("w2", lease_s=1)
+    clock.advance(5)
+    while (outcome := board.claim("w1")).claim is not None:
+        board.complete(outcome.claim, "w1", "done", Confidence.HIGH, tokens=1)
+    assert board.state() is SwarmState.DONE
+    written: set[str] = set()
+    for tid in ("0", *(str(i) for i in range(1, 6))):
+        h = board.client.hgetall(board.keys.task(tid))
+        written |= set(h)
+        assert Task.from_hash(tid, h).state.terminal
+    assert written <= set(FIELDS), written - set(FIELDS)
+    assert {"pending", "injected_by", "score", "path", "fence", "reason"} <= written
+
+
+def test_claim_reply_and_context_are_decoded_by_name(seed: Any) -> None:
+    """Task fields come back whole by name: a claimed task and its context entries decode to
+    what `board.task` reads from the hash (context entries carry the fields they name)."""
+    board = seed(tasks=("a", "b"))
+    first = claim_ok(board)
+    board.split(first, "w1", [Subtask("x", tags=("t1", "t2"))])
+    board.complete(claim_ok(board), "w1", "sibling result", Confidence.LOW)
+    child = claim_ok(board)
+    assert child.task == board.task(child.task.id)
+    assert child.task.path == ("0", first.task.id) and child.task.tags == ("t1", "t2")
+    ancestry = child.context.ancestry
+    assert [(t.id, t.depth, t.kind) for t in ancestry] == [
+        ("0", 0, Kind.WORK),
+        (first.task.id, 1, Kind.WORK),
+    ]
+    assert ancestry[1].parent == "0" and ancestry[1].title == first.task.title

@@ -16,8 +16,6 @@ if not holds(tid, fence, worker) then
 end
 
 local depth = tonumber(redis.call('HGET', TASK .. tid, 'depth'))
-local path = redis.call('HGET', TASK .. tid, 'path')
-path = (path == false or path == '') and tid or (path .. ',' .. tid)
 local state = redis.call('HGET', META, 'state')
 local why = nil
 if state ~= 'running' then
@@ -39,20 +37,12 @@ end
 local ids = {}
 local score = deposit_score(meta_num('initial', 1), now)
 for i = 0, n - 1 do
-  local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
-  redis.call('HSET', TASK .. child, 'parent', tid, 'depth', depth + 1, 'kind', 'work',
-    'path', path, 'title', ARGV[8 + 3 * i], 'detail', ARGV[9 + 3 * i], 'tags', ARGV[10 + 3 * i],
-    'state', 'open', 'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
-  redis.call('RPUSH', CHILDREN .. tid, child)
-  redis.call('HINCRBY', META, 'n_open', 1)
-  put_open(child, score)
-  ids[#ids + 1] = child
+  ids[#ids + 1] = new_task({parent = tid, title = ARGV[8 + 3 * i], detail = ARGV[9 + 3 * i],
+    tags = ARGV[10 + 3 * i]}, now, score)
 end
-redis.call('HINCRBY', META, 'tasks', n)
-if depth + 1 > meta_num('depth_reached', 0) then redis.call('HSET', META, 'depth_reached', depth + 1) end
 redis.call('ZREM', LEASES, tid)
 move(tid, 'claimed', 'waiting', now)
-redis.call('HSET', TASK .. tid, 'pending', n, 'reason', ARGV[6])
+redis.call('HSET', TASK .. tid, 'reason', ARGV[6])
 charge_tokens(tid, tokens)
 emit(now, 'split', tid, worker, 'children', table.concat(ids, ','))
 check_budgets(now, worker)
