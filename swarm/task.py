@@ -67,6 +67,9 @@ class Task:
     pending: int = 0  # children not yet terminal, while waiting
     injected_by: str = ""  # the person who injected it, if one did
     score: float = 0.0  # its pheromone score when claimed, restored if it is given back
+    feedback: str = ""  # the root: what its check said of the last answer it sent back
+    rejected: int = 0  # the root: answers its check sent back so far (complete.lua)
+    sent_back: str = ""  # the root: `fence|worker` of the last post sent back (a resend's reply)
 
     @classmethod
     def from_hash(cls, tid: str, h: dict[str, str]) -> Task:

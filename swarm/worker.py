@@ -637,7 +637,7 @@ class Worker:
         the root, or no check). A python check runs where model code runs (the sandbox,
         through the code runner), never in this process; the lease is renewed meanwhile."""
         stored = self._info(board).check
-        if not claim.task.is_root or not stored:
+        if claim.task.parent or not stored:  # only the root answer is checked
             return None
         try:
             check = Check.from_json(stored)

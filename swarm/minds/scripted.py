@@ -148,7 +148,7 @@ class ScriptedMind:
 
     def _decide(self, request: ThinkRequest) -> Answer | Split:
         task = request.task
-        if not task.is_root:
+        if task.parent:  # not the root: a part of a split
             return Answer(f"{task.title}: done", Confidence.HIGH)
         if task.kind is Kind.WORK and self.config.split and ActionKind.SPLIT in request.allowed:
             n = min(self.config.split, request.limits.max_children)

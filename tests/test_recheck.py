@@ -1,0 +1,195 @@
+"""The re-check on the board (a real Redis and fakeredis): a root answer that fails its check
+goes back as a synthesize task with the checker's output, within the re-checks and budgets;
+and a worker with the scripted mind has a wrong root answer sent back and fixed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from swarm.board import Board, LeaseLost
+from swarm.check import CheckResult, Verdict, parse_check
+from swarm.minds.prompts import task_prompt
+from swarm.minds.scripted import Known, ScriptedConfig, ScriptedMind
+from swarm.protocol import ActionKind, Confidence, ThinkRequest
+from swarm.purpose import Budgets, Purpose, Tuning
+from swarm.task import Kind, State, SwarmState
+from swarm.trace import delete_swarm, export_swarm, to_markdown
+from swarm.worker import Worker, WorkerConfig
+from tests.conftest import FakeClock
+
+FAIL = CheckResult(Verdict.FAIL, "41 is not the expected number.")
+PASS = CheckResult(Verdict.PASS, "the answer equals the expected number")
+
+
+def checked_purpose(retries: int = 2, max_tokens: int = 1000, max_depth: int = 2) -> Purpose:
+    return Purpose(
+        title="Add",
+        text="# Add\n\nAdd 40 and 2.",
+        name="add",
+        budgets=Budgets(max_tokens=max_tokens, max_depth=max_depth),
+        tuning=Tuning(epsilon=0.0),
+        check=parse_check({"expected": 42, "retries": retries}),
+    )
+
+
+@pytest.fixture
+def made(client: Any, clock: FakeClock) -> Iterator[Any]:
+    boards: list[Board] = []
+
+    def make(purpose: Purpose) -> Board:
+        boards.append(Board.seed(client, purpose, clock=clock, rng=random.Random(3)))
+        return boards[-1]
+
+    yield make
+    for board in boards:
+        delete_swarm(client, board.id)
+
+
+def claim(board: Board, worker: str = "w1") -> Any:
+    outcome = board.claim(worker)
+    assert outcome.claim is not None, outcome
+    return outcome.claim
+
+
+def types(board: Board) -> list[str]:
+    return [e["type"] for _, e in board.events()]
+
+
+def test_failed_root_answer_goes_back_with_feedback_then_passes(made: Any) -> None:
+    board = made(checked_purpose())
+    first = claim(board)
+    assert board.complete_checked(first, "w1", "41", Confidence.HIGH, FAIL, tokens=5) is True
+    root = board.task("0")
+    assert (root.state, root.kind, root.result, root.rejected) == (
+        State.OPEN, Kind.SYNTHESIZE, "41", 1,
+    )  # fmt: skip
+    assert root.feedback == FAIL.output and root.tokens == 5
+    meta = board.meta()
+    assert (meta["state"], meta["checks"], meta["check_verdict"]) == ("running", "1", "fail")
+    again = claim(board, "w2")
+    assert again.task.feedback == FAIL.output and again.task.result == "41"
+    assert board.complete_checked(again, "w2", "42", Confidence.HIGH, PASS, tokens=7) is False
+    assert board.state() is SwarmState.DONE
+    status = board.status()
+    assert status["outcome"] == "answered" and status["tokens"] == 12
+    assert status["check"] == {"verdict": "pass", "checks": 2, "output": PASS.output}
+    assert board.answer() == "42"
+    assert types(board).count("checked") == 2 and types(board).count("sent_back") == 1
+    assert types(board).count("completed") == 1  # at most once per task, as before
+    checked = [e for _, e in board.events() if e["type"] == "checked"]
+    assert [(e["verdict"], e["checks"]) for e in checked] == [("fail", "1"), ("pass", "2")]
+
+
+def test_out_of_rechecks_the_last_answer_stands_marked_failing(made: Any) -> None:
+    board = made(checked_purpose(retries=1))
+    assert board.complete_checked(claim(board), "w1", "40", Confidence.LOW, FAIL) is True
+    assert board.complete_checked(claim(board), "w1", "41", Confidence.LOW, FAIL) is False
+    status = board.status()
+    assert (status["state"], status["outcome"]) == ("done", "answered")
+    assert status["check"]["verdict"] == "fail" and status["check"]["checks"] == 2
+    assert board.answer() == "41"
+
+
+def test_no_recheck_once_the_token_budget_is_spent(made: Any) -> None:
+    board = made(checked_purpose(max_tokens=10))
+    assert board.complete_checked(claim(board), "w1", "41", Confidence.LOW, FAIL, tokens=10) is False
+    assert board.status()["check"]["verdict"] == "fail" and board.answer() == "41"
+
+
+def test_an_error_is_recorded_not_sent_back(made: Any) -> None:
+    board = made(checked_purpose())
+    error = CheckResult(Verdict.ERROR, "no sandbox serves this swarm: the check cannot run")
+    assert board.complete_checked(claim(board), "w1", "42", Confidence.LOW, error) is False
+    assert board.status()["check"]["verdict"] == "error" and board.state() is SwarmState.DONE
+
+
+def test_a_resent_post_is_answered_as_the_first_and_a_stale_one_refused(made: Any) -> None:
+    board = made(checked_purpose())
+    first = claim(board)
+    assert board.complete_checked(first, "w1", "41", Confidence.LOW, FAIL) is True
+    # redis-py resending the same post: the same reply, nothing applied twice
+    assert board.complete_checked(first, "w1", "41", Confidence.LOW, FAIL) is True
+    assert board.meta()["checks"] == "1" and board.task("0").rejected == 1
+    with pytest.raises(LeaseLost):
+        board.complete_checked(first, "w9", "41", Confidence.LOW, FAIL)
+
+
+def test_a_verdict_on_a_non_root_task_changes_nothing(made: Any) -> None:
+    from swarm.protocol import Subtask
+
+    board = made(checked_purpose())
+    root = claim(board)
+    board.split(root, "w1", [Subtask("part")])
+    child = claim(board)
+    assert board.complete_checked(child, "w1", "x", Confidence.LOW, FAIL) is False
+    assert board.task(child.task.id).state is State.DONE
+    assert "checks" not in board.meta()
+
+
+def test_the_trace_records_each_check(made: Any, client: Any) -> None:
+    board = made(checked_purpose())
+    board.complete_checked(claim(board), "w1", "41", Confidence.HIGH, FAIL)
+    board.complete_checked(claim(board), "w1", "42", Confidence.HIGH, PASS)
+    data = export_swarm(client, board.id)
+    assert data["check"]["kind"] == "expected number"
+    assert [(c["verdict"], c["output"]) for c in data["check"]["history"]] == [
+        ("fail", FAIL.output), ("pass", PASS.output),
+    ]  # fmt: skip
+    assert "42" not in data["check"]["kind"]
+    md = to_markdown(data)
+    assert "## Check" in md and "fail" in md and FAIL.output in md
+
+
+def test_the_mind_sees_the_feedback(made: Any) -> None:
+    board = made(checked_purpose())
+    board.complete_checked(claim(board), "w1", "41", Confidence.HIGH, FAIL)
+    again = claim(board)
+    request = ThinkRequest(purpose="Add 40 and 2.", task=again.task, allowed=frozenset({ActionKind.ANSWER}))
+    prompt = task_prompt(request)
+    assert "failed its check" in prompt and "41" in prompt and FAIL.output in prompt
+
+
+# ---------------------------------------------------------------- a worker, for real
+
+
+def scripted(accuracy: float, fix: bool, split: int = 0) -> ScriptedMind:
+    config = ScriptedConfig(answers="-", accuracy=accuracy, fix=fix, split=split, tokens=10)
+    return ScriptedMind(config, {"Add": Known("42", "41")})
+
+
+def run_worker(client: Any, board: Board, mind: ScriptedMind, slots: int = 1) -> None:
+    config = WorkerConfig(swarm_id=board.id, slots=slots, burst=True, poll_s=0.02, grace_s=0)
+    Worker(client, mind, config, rng=random.Random(1)).run(install_signals=False)
+
+
+@pytest.mark.parametrize("split", [0, 2])
+def test_worker_has_a_wrong_root_answer_sent_back_and_fixed(
+    client: Any, made: Any, split: int
+) -> None:
+    board = Board.seed(client, checked_purpose(), rng=random.Random(3))
+    try:
+        run_worker(client, board, scripted(accuracy=0.0, fix=True, split=split), slots=2)
+        status = board.status()
+        assert board.answer() == "42" and status["outcome"] == "answered"
+        assert status["check"]["verdict"] == "pass" and status["check"]["checks"] == 2
+        # every step costs 10: [split, parts,] the wrong answer, the fixed one
+        assert status["tokens"] == 10 * (2 + (1 + split if split else 0))
+    finally:
+        delete_swarm(client, board.id)
+
+
+def test_worker_that_cannot_fix_ends_with_the_answer_marked_failing(client: Any) -> None:
+    board = Board.seed(client, checked_purpose(retries=2), rng=random.Random(3))
+    try:
+        run_worker(client, board, scripted(accuracy=0.0, fix=False))
+        status = board.status()
+        assert board.answer() == "41" and status["check"] == {
+            "verdict": "fail", "checks": 3, "output": FAIL.output,
+        }  # fmt: skip
+        assert status["tokens"] == 30
+    finally:
+        delete_swarm(client, board.id)
