@@ -422,6 +422,7 @@ def _register_families() -> None:
         ("swarm.trace", ("export", "rm", "inject")),
         ("swarm.dashboard.commands", ("dashboard",)),
         ("swarm.health", ("health",)),
+        ("swarm.evals.commands", ("eval_",)),
     ):
         mod = importlib.import_module(module)
         for name in names:
