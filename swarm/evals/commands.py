@@ -187,7 +187,7 @@ def _run(plan: EvalPlan, folder: Path, redis_url: str | None, quiet: bool) -> li
     folder.mkdir(parents=True, exist_ok=True)
     with _redis(redis_url) as settings, ExitStack() as stack:
         client = connect(settings)
-        proc = _executor(settings, folder / "executor.log")
+        proc = _executor(settings, folder / "executor.log") if _needs_sandbox(plan) else None
         if proc is not None:
             stack.callback(_stop, proc)
         runner = None
@@ -203,6 +203,15 @@ def _run(plan: EvalPlan, folder: Path, redis_url: str | None, quiet: bool) -> li
             say=(lambda _line: None) if quiet else (lambda line: console.print(Text(safe_line(line)))),
         )
         return evaluation.run(plan)
+
+
+def _needs_sandbox(plan: EvalPlan) -> bool:
+    """An executor is started only when something may run code: python checks, or minds
+    offered code."""
+    from swarm.check import CheckKind
+
+    checks = (i.purpose.check for i in plan.items)
+    return plan.code or any(c is not None and c.kind is CheckKind.PYTHON for c in checks)
 
 
 def _report(runs: list[Any], folder: Path) -> None:

@@ -193,8 +193,9 @@ class Evaluation:
         thread.start()
         try:
             while thread.is_alive():
-                thread.join(0.1)
-                if self._stopping.is_set():
+                thread.join(0.05)
+                # A finished swarm ends its worker now, not at the worker's next look (0.2 s).
+                if self._stopping.is_set() or board.state().terminal:
                     worker.stop()
         except BaseException:  # Ctrl+C: stop this run's worker before anything else
             self.stop()

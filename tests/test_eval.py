@@ -1,0 +1,214 @@
+"""`swarm eval` with the scripted mind, whose every answer is known: the report's arithmetic
+checked exactly, equal budgets, and a resume after a real interruption (SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from swarm import keys
+from swarm.evals.arms import ArmError, parse_arm, parse_arms
+from swarm.evals.report import summarise, write_json, write_png
+from swarm.evals.results import ResultsError, ResultsFile, RunResult
+from swarm.evals.runner import EvalPlan, Evaluation
+from swarm.evals.suite import SuiteError, load_suite
+from swarm.minds import make_mind
+from swarm.minds.scripted import first_right
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PURPOSES = {
+    "a-sum": ("Sum", "Add 2 and 3.", "5", "6"),
+    "b-word": ("Word", "Name the colour of the sky.", "blue", "green"),
+    "c-count": ("Count", "How many legs has a spider?", "8", "6"),
+}
+
+
+def make_suite(folder: Path, retries: int = 2) -> Path:
+    folder.mkdir()
+    answers = {}
+    for name, (title, text, right, wrong) in PURPOSES.items():
+        expected = right if not right.isdigit() else int(right)
+        check = json.dumps({"expected": expected, "retries": retries})
+        (folder / f"{name}.md").write_text(f"---\ncheck: {check}\n---\n# {title}\n\n{text}\n")
+        answers[title] = {"right": right, "wrong": wrong}
+    (folder / "answers.json").write_text(json.dumps(answers))
+    (folder / "README.md").write_text("not a purpose")
+    return folder
+
+
+def evaluation(client: Any, out: Path) -> Evaluation:
+    return Evaluation(
+        client=client,
+        results=ResultsFile(out / "runs.jsonl"),
+        make_mind=lambda arm: make_mind(arm.mind, slots=arm.workers),
+    )
+
+
+def test_report_arithmetic_is_exact(redis_url: str, tmp_path: Path) -> None:
+    suite = make_suite(tmp_path / "suite")
+    mind = f"scripted:answers={suite},accuracy=0.5,seed=4,tokens=10"
+    arms = parse_arms([f"single:{mind}", f"workers=2:{mind},split=2"])
+    plan = EvalPlan(items=load_suite(suite), arms=arms, seeds=4)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    runs = evaluation(client, tmp_path / "out").run(plan)
+    assert len(runs) == 3 * 2 * 4
+
+    # What the scripted mind will do is known in advance: its first answer is right where
+    # first_right says so; a wrong one is sent back and fixed (fix=1) in the workers arm;
+    # each step costs 10 tokens: single 1 step; workers split + 2 parts + synthesis (+ 1).
+    expected: dict[tuple[str, str, int], tuple[bool, int, int]] = {}
+    for name, (title, *_rest) in PURPOSES.items():
+        for seed in range(4):
+            right = first_right(0.5, 4, seed, title, 0)
+            expected[(name, arms[0].label, seed)] = (right, 10, 1)
+            expected[(name, arms[1].label, seed)] = (True, 40 if right else 50, 1 if right else 2)
+    got = {(r.purpose, r.arm, r.seed): (r.passed, r.tokens, r.checks) for r in runs}
+    assert got == expected
+    assert {r.budget for r in runs} == {500_000}  # each purpose's own, both arms alike
+    assert all(r.outcome == "answered" for r in runs)
+
+    report = summarise(runs)
+    single, workers = report.arms
+    first_rights = sum(v[0] for k, v in expected.items() if k[1] == arms[0].label)
+    assert (single.runs, single.passed, single.fixed) == (12, first_rights, 0)
+    assert (workers.runs, workers.passed, workers.fixed) == (12, 12, 12 - first_rights)
+    assert workers.rejected == 12 - first_rights and single.rejected == 12 - first_rights
+    assert single.pass_rate == first_rights / 12
+    by_seed = [
+        sum(expected[(n, arms[0].label, s)][0] for n in PURPOSES) / 3 for s in range(4)
+    ]
+    assert single.pass_rate_by_seed.mean == pytest.approx(sum(by_seed) / 4)
+    assert single.pass_rate_by_seed.lo == min(by_seed) and single.pass_rate_by_seed.hi == max(by_seed)
+    tokens = [expected[k][1] for k in expected if k[1] == arms[1].label]
+    assert workers.tokens.mean == pytest.approx(sum(tokens) / 12)
+    mean = sum(tokens) / 12
+    assert workers.tokens.sd == pytest.approx(math.sqrt(sum((t - mean) ** 2 for t in tokens) / 11))
+    cell = next(c for c in report.cells if c.purpose == "a-sum" and c.arm == arms[1].label)
+    assert (cell.runs, cell.passed) == (4, 4)
+
+    write_json(report, tmp_path / "report.json")
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["arms"][0]["passed"] == first_rights and data["arms"][1]["pass_rate"] == 1.0
+    assert [p["purpose"] for p in data["purposes"]] == list(PURPOSES)
+    pytest.importorskip("matplotlib")
+    write_png(report, tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_spent_budget_ends_with_the_last_answer_failing(redis_url: str, tmp_path: Path) -> None:
+    suite = make_suite(tmp_path / "suite")
+    mind = f"scripted:answers={suite},accuracy=0,split=2,tokens=10"
+    plan = EvalPlan(load_suite(suite), parse_arms([f"workers=2:{mind}"]), seeds=1, budget=35)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    runs = evaluation(client, tmp_path / "out").run(plan)
+    # split 10 + parts 20 = 30 < 35; the wrong synthesis brings it to 40: no room to re-check
+    assert {(r.passed, r.tokens, r.checks, r.verdict, r.budget) for r in runs} == {
+        (False, 40, 1, "fail", 35)
+    }
+
+
+def test_single_means_one_call(redis_url: str, tmp_path: Path) -> None:
+    suite = make_suite(tmp_path / "suite")
+    mind = f"scripted:answers={suite},accuracy=0,split=3"
+    plan = EvalPlan(load_suite(suite), parse_arms([f"single:{mind}"]), seeds=1)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    runs = evaluation(client, tmp_path / "out").run(plan)
+    assert {(r.passed, r.tokens, r.tasks, r.checks) for r in runs} == {(False, 10, 1, 1)}
+    assert not client.zrange(keys.INDEX, 0, -1)  # every run's swarm removed
+
+
+def test_arms_and_suites_refuse_bad_input(tmp_path: Path) -> None:
+    assert parse_arm("workers=8:openai:http://h:1/v1#m").mind == "openai:http://h:1/v1#m"
+    for bad in ("single", "workers=0:sim", "workers=x:sim", "team=2:sim", "single:"):
+        with pytest.raises(ArmError):
+            parse_arm(bad)
+    with pytest.raises(ArmError, match="twice"):
+        parse_arms(["single:sim", "single:sim"])
+    with pytest.raises(SuiteError, match="no purpose files"):
+        load_suite(tmp_path)
+    (tmp_path / "x.md").write_text("# No check\n")
+    with pytest.raises(ValueError, match="no check"):
+        load_suite(tmp_path)
+
+
+def run(n: int, passed: bool = True) -> RunResult:
+    return RunResult("p", "P", "arm", n, 100, passed, "pass", 1, "answered", 10, 1, 0.5, "a", "s")
+
+
+def test_results_file_drops_a_torn_line_and_refuses_others(tmp_path: Path) -> None:
+    results = ResultsFile(tmp_path / "runs.jsonl")
+    results.append(run(0))
+    results.append(run(1))
+    with open(results.path, "ab") as f:
+        f.write(b'{"purpose": "p", "arm"')  # killed mid-write
+    assert [r.seed for r in results.load()] == [0, 1]
+    assert results.path.read_bytes().endswith(b"\n")  # the torn tail is cut
+    results.append(run(2))
+    assert [r.seed for r in results.load()] == [0, 1, 2]
+    with open(results.path, "ab") as f:
+        f.write(b'{"purpose": 3}\n')
+    with pytest.raises(ResultsError, match="runs.jsonl:4: not a run record"):
+        results.load()
+
+
+def test_resume_after_a_real_interruption(redis_url: str, tmp_path: Path) -> None:
+    """Kill `swarm eval` mid-run (SIGKILL: nothing of it cleans up), run it again: every run
+    that had finished is kept as it was, the rest are done once, and the swarm the killed
+    run left behind is removed."""
+    suite = make_suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    mind = f"scripted:answers={suite},accuracy=0.5,think=0.05"
+    cmd = [
+        sys.executable, "-m", "swarm", "eval", str(suite), "--arm", f"single:{mind}",
+        "--arm", f"workers=2:{mind},split=2", "--seeds", "2", "--no-code", "-o", str(out),
+        "--redis", redis_url,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    runs = out / "runs.jsonl"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    pending = out / "pending.json"
+
+    def mid_run() -> bool:  # 3 runs finished, and a fourth run's swarm on the board
+        if not runs.exists() or runs.read_bytes().count(b"\n") < 3 or not pending.exists():
+            return False
+        try:
+            sid = json.loads(pending.read_text())["swarm"]
+        except ValueError:
+            return False
+        return client.zscore(keys.INDEX, sid) is not None
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not mid_run():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    before = runs.read_bytes()
+    finished = before.count(b"\n")
+    assert 3 <= finished < 12, "the eval finished or never started before the kill"
+    left = json.loads(pending.read_text())["swarm"]
+    assert client.zscore(keys.INDEX, left) is not None  # the killed run's swarm is still there
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {finished} of 12 runs already finished" in again.stderr
+    after = runs.read_bytes()
+    assert after.startswith(before)  # what had finished is untouched
+    records = [json.loads(line) for line in after.splitlines()]
+    assert len(records) == 12
+    assert len({(r["purpose"], r["arm"], r["seed"]) for r in records}) == 12
+    assert client.zscore(keys.INDEX, left) is None and not (out / "pending.json").exists()
+    assert not client.zrange(keys.INDEX, 0, -1)
+    report = json.loads((out / "report.json").read_text())
+    assert sum(a["runs"] for a in report["arms"]) == 12
