@@ -173,7 +173,7 @@ def parse_check(value: object) -> Check:
         return _expected(value, common)
     if kinds[0] == "pattern":
         return _pattern(value, common)
-    return Check(CheckKind.PYTHON, python=_python(value["python"]), **common)
+    return _python_check(value, common)
 
 
 _OPTIONS = {
@@ -260,24 +260,27 @@ def _nested_repeat(pattern: str) -> bool:
     def walk(items: Any, inside: bool) -> bool:
         for op, arg in items:
             if op in repeats:
-                low, high, sub = arg
+                _low, high, sub = arg
                 unbounded = high == sre_parse.MAXREPEAT or high > 1
-                if inside and unbounded:
-                    return True
-                if walk(sub, inside or unbounded):
+                if (inside and unbounded) or walk(sub, inside or unbounded):
                     return True
             elif op is sre_parse.SUBPATTERN:
-                if walk(arg[-1], inside):
-                    return True
+                found = walk(arg[-1], inside)
             elif op is sre_parse.BRANCH:
-                if any(walk(branch, inside) for branch in arg[1]):
-                    return True
+                found = any(walk(branch, inside) for branch in arg[1])
             elif op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT):
-                if walk(arg[1], inside):
-                    return True
+                found = walk(arg[1], inside)
+            else:
+                found = False
+            if found:
+                return True
         return False
 
     return walk(sre_parse.parse(pattern), False)
+
+
+def _python_check(value: Mapping[Any, Any], common: dict[str, Any]) -> Check:
+    return Check(CheckKind.PYTHON, python=_python(value["python"]), **common)
 
 
 def _python(source: object) -> str:
@@ -292,9 +295,7 @@ def _python(source: object) -> str:
         raise CheckError(f"check 'python' has a syntax error on its line {exc.lineno}") from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise CheckError(f"check 'python' cannot be parsed: {type(exc).__name__}") from None
-    defined = any(
-        isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body
-    )
+    defined = any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body)
     if not defined:
         raise CheckError("check 'python' must define a function `check(answer)`")
     return source
@@ -407,7 +408,7 @@ _GROUPED = re.compile(r"(?<=\d)[,_ ](?=\d{3}(?:\D|$))")
 
 
 def as_number(text: str, unit: str = "") -> float | None:
-    """The normalised answer as a number (`1,234.5`, `-3`, `2e3`, with `unit` after it), else None."""
+    """The normalised answer as a number (`1,234.5`, `-3`, `2e3`, then `unit`), else None."""
     text = normalise(text)
     if unit:
         text = text.removesuffix(normalise(unit)).strip()
@@ -477,8 +478,9 @@ def __swarm_verdict():
     elif isinstance(got, bool):
         ok, message = got, ""
     else:
-        ok, message = None, "check() must return a bool or (bool, str), not " + type(got).__name__
-    print({nonce!r}, __swarm_json.dumps({{"pass": ok, "message": str(message)[:{cap}]}}), flush=True)
+        ok, message = None, "check() must return a bool or (bool, str), not " + repr(type(got))
+    verdict = {{"pass": ok, "message": str(message)[:{cap}]}}
+    print({nonce!r}, __swarm_json.dumps(verdict), flush=True)
 
 __swarm_verdict()
 """
@@ -525,5 +527,3 @@ def _verdict_line(stdout: str, nonce: str) -> tuple[bool | None, str] | None:
                 return None
             return ok, str(message)
     return None
-
-

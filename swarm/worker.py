@@ -60,6 +60,7 @@ def _run_code(runner: CodeRunner, code: str, timeout_s: float) -> ExecOutput:
     except Exception as exc:  # a runner's failure is the check's error, not a worker crash
         return ExecOutput(error=f"code execution failed: {type(exc).__name__}: {exc}"[:300])
 
+
 T = TypeVar("T")
 
 # Errors that mean "Redis is away or refusing for now", not "the request was wrong" (a full

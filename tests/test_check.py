@@ -177,7 +177,11 @@ def test_normalisation() -> None:
         ({"expected": 12, "unit": "km"}, "12 km", "12 miles"),
         ({"expected": "Eiffel Tower"}, "the eiffel tower"[4:], "Tour Eiffel"),
         ({"pattern": r"[A-Z]{3}-\d{4}"}, "ABC-1234", "ABC-12345"),
-        ({"pattern": r"\bPARIS\b", "match": "search", "ignore_case": True}, "It is Paris.", "Parisian"),
+        (
+            {"pattern": r"\bPARIS\b", "match": "search", "ignore_case": True},
+            "It is Paris.",
+            "Parisian",
+        ),
     ],
 )
 def test_in_process_checks(check: dict[str, object], right: str, wrong: str) -> None:
@@ -206,7 +210,9 @@ def test_python_check_without_a_sandbox_is_an_error_and_never_runs_here() -> Non
 
 def test_the_answer_reaches_the_program_as_data() -> None:
     hostile = "'''\n\"\"\"\nimport os; os._exit(0)\n\\"
-    program = python_program(parse_check({"python": "def check(a):\n    return True\n"}), hostile, "N")
+    program = python_program(
+        parse_check({"python": "def check(a):\n    return True\n"}), hostile, "N"
+    )
     namespace: dict[str, object] = {}
     exec(program.split("\ndef check", 1)[0], namespace)  # only the line that defines ANSWER
     assert namespace["ANSWER"] == hostile

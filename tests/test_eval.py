@@ -85,11 +85,11 @@ def test_report_arithmetic_is_exact(redis_url: str, tmp_path: Path) -> None:
     assert (workers.runs, workers.passed, workers.fixed) == (12, 12, 12 - first_rights)
     assert workers.rejected == 12 - first_rights and single.rejected == 12 - first_rights
     assert single.pass_rate == first_rights / 12
-    by_seed = [
-        sum(expected[(n, arms[0].label, s)][0] for n in PURPOSES) / 3 for s in range(4)
-    ]
+    by_seed = [sum(expected[(n, arms[0].label, s)][0] for n in PURPOSES) / 3 for s in range(4)]
     assert single.pass_rate_by_seed.mean == pytest.approx(sum(by_seed) / 4)
-    assert single.pass_rate_by_seed.lo == min(by_seed) and single.pass_rate_by_seed.hi == max(by_seed)
+    assert single.pass_rate_by_seed.lo == min(by_seed) and single.pass_rate_by_seed.hi == max(
+        by_seed
+    )
     tokens = [expected[k][1] for k in expected if k[1] == arms[1].label]
     assert workers.tokens.mean == pytest.approx(sum(tokens) / 12)
     mean = sum(tokens) / 12
@@ -158,7 +158,7 @@ def test_results_file_drops_a_torn_line_and_refuses_others(tmp_path: Path) -> No
     assert [r.seed for r in results.load()] == [0, 1, 2]
     with open(results.path, "ab") as f:
         f.write(b'{"purpose": 3}\n')
-    with pytest.raises(ResultsError, match="runs.jsonl:4: not a run record"):
+    with pytest.raises(ResultsError, match=r"runs\.jsonl:4: not a run record"):
         results.load()
 
 

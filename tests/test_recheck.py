@@ -96,7 +96,9 @@ def test_out_of_rechecks_the_last_answer_stands_marked_failing(made: Any) -> Non
 
 def test_no_recheck_once_the_token_budget_is_spent(made: Any) -> None:
     board = made(checked_purpose(max_tokens=10))
-    assert board.complete_checked(claim(board), "w1", "41", Confidence.LOW, FAIL, tokens=10) is False
+    assert (
+        board.complete_checked(claim(board), "w1", "41", Confidence.LOW, FAIL, tokens=10) is False
+    )
     assert board.status()["check"]["verdict"] == "fail" and board.answer() == "41"
 
 
@@ -148,7 +150,9 @@ def test_the_mind_sees_the_feedback(made: Any) -> None:
     board = made(checked_purpose())
     board.complete_checked(claim(board), "w1", "41", Confidence.HIGH, FAIL)
     again = claim(board)
-    request = ThinkRequest(purpose="Add 40 and 2.", task=again.task, allowed=frozenset({ActionKind.ANSWER}))
+    request = ThinkRequest(
+        purpose="Add 40 and 2.", task=again.task, allowed=frozenset({ActionKind.ANSWER})
+    )
     prompt = task_prompt(request)
     assert "failed its check" in prompt and "41" in prompt and FAIL.output in prompt
 

@@ -19,8 +19,14 @@ from swarm.config import RedisSettings, connect, data_dir, redis_settings, start
 from swarm.display import safe_line
 from swarm.errors import user_errors
 from swarm.evals.arms import Arm, ArmError, parse_arms
-from swarm.evals.report import ChartUnavailable, arms_table, purposes_table, summarise
-from swarm.evals.report import write_json, write_png
+from swarm.evals.report import (
+    ChartUnavailable,
+    arms_table,
+    purposes_table,
+    summarise,
+    write_json,
+    write_png,
+)
 from swarm.evals.results import ResultsError, ResultsFile
 from swarm.evals.runner import EvalPlan, Evaluation, results_path
 from swarm.evals.suite import SuiteError, load_suite
@@ -200,7 +206,9 @@ def _run(plan: EvalPlan, folder: Path, redis_url: str | None, quiet: bool) -> li
             results=ResultsFile(results_path(folder)),
             make_mind=_mind_maker,
             code_runner=runner,
-            say=(lambda _line: None) if quiet else (lambda line: console.print(Text(safe_line(line)))),
+            say=(lambda _line: None)
+            if quiet
+            else (lambda line: console.print(Text(safe_line(line)))),
         )
         return evaluation.run(plan)
 

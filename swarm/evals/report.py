@@ -100,7 +100,11 @@ class Report:
             "format": FORMAT,
             "arms": [arm(a) for a in self.arms],
             "purposes": [
-                {"purpose": p, "budget": self.budget[p], "arms": [cell(c) for c in self.cells if c.purpose == p]}
+                {
+                    "purpose": p,
+                    "budget": self.budget[p],
+                    "arms": [cell(c) for c in self.cells if c.purpose == p],
+                }
                 for p in self.purposes
             ],
         }
@@ -190,7 +194,9 @@ def purposes_table(report: Report) -> Table:
         row: list[Text | str] = [Text(safe_line(p))]
         for a in arms:
             cell = next((c for c in report.cells if c.purpose == p and c.arm == a), None)
-            row.append("-" if cell is None else f"{cell.passed}/{cell.runs}  {cell.tokens.mean:.0f}")
+            row.append(
+                "-" if cell is None else f"{cell.passed}/{cell.runs}  {cell.tokens.mean:.0f}"
+            )
         table.add_row(*row)
     return table
 
@@ -240,7 +246,13 @@ def write_png(report: Report, path: Path) -> None:
     left.set_ylim(0, 105)
     left.set_ylabel("checks passed (%)")
     left.set_title("pass rate (whiskers: min-max over seeds)")
-    right.bar(x, [a.tokens.mean for a in arms], yerr=[a.tokens.sd for a in arms], capsize=4, color="#f58518")
+    right.bar(
+        x,
+        [a.tokens.mean for a in arms],
+        yerr=[a.tokens.sd for a in arms],
+        capsize=4,
+        color="#f58518",
+    )
     right.set_ylabel("tokens per run")
     right.set_title("tokens (whiskers: sd over runs)")
     for ax in (left, right):

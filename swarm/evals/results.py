@@ -55,7 +55,12 @@ class RunResult:
         missing = [n for n in names if n not in raw and n != "note"]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
-        kinds = {"bool": bool, "int": int, "float": (int, float), "str": str}
+        kinds: dict[str, type | tuple[type, ...]] = {
+            "bool": bool,
+            "int": int,
+            "float": (int, float),
+            "str": str,
+        }
         for name, kind in names.items():
             if name in raw and not isinstance(raw[name], kinds[str(kind)]):
                 raise ValueError(f"{name} has the wrong type")
