@@ -262,8 +262,7 @@ def _nested_repeat(pattern: str) -> bool:
             if op in repeats:
                 _low, high, sub = arg
                 unbounded = high == sre_parse.MAXREPEAT or high > 1
-                if (inside and unbounded) or walk(sub, inside or unbounded):
-                    return True
+                found = (inside and unbounded) or walk(sub, inside or unbounded)
             elif op is sre_parse.SUBPATTERN:
                 found = walk(arg[-1], inside)
             elif op is sre_parse.BRANCH:
