@@ -465,6 +465,10 @@ class Board:
         check_boost(amount)
         return bool(self._run_once("boost", request, task_id, repr(amount), who, self.now_ms(now)))
 
+    def default_boost(self, *, now: float | None = None) -> float:
+        """What a boost deposits when a person names no amount: enough to be taken next."""
+        return min(BOOST_OVER_TOP * max(self.top_pheromone(now=now), 1.0), MAX_LEVEL)
+
     def pause(self, who: str, *, now: float | None = None, request: str | None = None) -> bool:
         return bool(self._run_once("pause", request, who, self.now_ms(now)))
 
@@ -613,6 +617,11 @@ class Board:
         t_s = (self.now_ms(now) - _number(created, 0)) / 1000
         scores = [s for _, s in top[: max(int(_number(k, 16)), 1)]]
         return sum(level(s, t_s, _number(lam, 0)) for s in scores)
+
+
+# A default boost outweighs everything the claim rule now weighs, so the task is taken next
+# (unless a worker explores at random, with probability epsilon).
+BOOST_OVER_TOP = 100.0
 
 
 def check_boost(amount: float) -> float:

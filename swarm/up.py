@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import click
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -31,8 +30,7 @@ from swarm.config import (
     redis_settings,
     start_embedded,
 )
-from swarm.display import safe_line, safe_text
-from swarm.errors import USER_ERRORS, one_line
+from swarm.display import safe_line
 from swarm.purpose import load_purpose
 from swarm.task import SwarmState
 from swarm.watch import WatchState, render, snapshot
@@ -112,17 +110,17 @@ def _worker_args(opts: UpOptions, swarm_id: str) -> list[str]:
     return args
 
 
-def _executor_available() -> bool:
+def executor_available() -> bool:
     if not system.executor_can_run_here():
         return False
     try:
-        import swarm.sandbox.commands  # noqa: F401
+        import swarm.sandbox.executor  # noqa: F401  (the executor needs rq)
     except ImportError:
         return False
     return True
 
 
-def _await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> None:
+def await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> None:
     """Workers offer code only once an executor serves the queue: let it register first. One
     that dies (no sandbox here) leaves the swarm to run without code."""
     from swarm.sandbox.client import exec_connection, exec_queue_name, wait_for_executor
@@ -134,7 +132,7 @@ def _await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> N
         conn.close()
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
     for p in procs:
         if p.poll() is None:
             system.ask_to_stop(p)
@@ -188,8 +186,9 @@ def _log_tails(logs: list[Path], lines: int = 5) -> str:
     return "\n".join(parts)
 
 
-def _check_mind(opts: UpOptions) -> None:
-    """Fail before seeding when the workers could not think (a missing model, a bad spec)."""
+def check_mind(opts: UpOptions) -> None:
+    """Fail before seeding when the workers could not think (a missing model, a bad spec);
+    `swarm eval` asks the same of each arm's mind."""
     kind, _, rest = (opts.mind or "onnx").partition(":")
     if kind == "onnx":
         from swarm.models import check_model_dir, find_model
@@ -200,12 +199,16 @@ def _check_mind(opts: UpOptions) -> None:
         from swarm.minds.sim import parse_sim_spec
 
         parse_sim_spec(rest)
+    elif kind == "scripted":
+        from swarm.minds.scripted import load_answers, parse_scripted_spec
+
+        load_answers(parse_scripted_spec(rest).answers)
 
 
 def run_up(opts: UpOptions) -> str:
     """Run a purpose to its answer; returns the answer."""
     purpose = load_purpose(opts.purpose)  # a bad file fails here, before anything starts
-    _check_mind(opts)
+    check_mind(opts)
     home = data_dir()
     logs_dir = home / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -216,12 +219,12 @@ def run_up(opts: UpOptions) -> str:
         env = {**os.environ, "SWARM_REDIS_URL": settings.url}
         procs: list[subprocess.Popen[bytes]] = []
         logs: list[Path] = []
-        stack.callback(_stop_all, procs)
-        if opts.code and purpose.sandbox != "none" and _executor_available():
+        stack.callback(stop_all, procs)
+        if opts.code and purpose.sandbox != "none" and executor_available():
             path = logs_dir / f"{board.id}-executor.log"
             fh = stack.enter_context(open(path, "w"))
             procs.append(_spawn(["executor"], env, fh))
-            _await_executor(settings, procs[-1])
+            await_executor(settings, procs[-1])
         workers = []
         for n in range(opts.workers):
             path = logs_dir / f"{board.id}-worker-{n}.log"
@@ -237,35 +240,3 @@ def run_up(opts: UpOptions) -> str:
         if st["state"] != SwarmState.DONE.value or st["outcome"] != "answered":
             raise UpError(f"swarm {board.id} ended {st['state']} ({st['outcome'] or 'no answer'})")
         return board.answer() or ""
-
-
-@click.command()
-@click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--workers", "-n", default=2, show_default=True, type=click.IntRange(1, 256))
-@click.option("--mind", default=None, help="sim:..., onnx[:DIR] or openai:URL#MODEL.")
-@click.option("--model", default=None, help="ORT GenAI model folder (default $SWARM_MODEL).")
-@click.option(
-    "--redis", "redis_url", metavar="URL", help="Use this Redis instead of an embedded Valkey."
-)
-@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--no-code", is_flag=True, help="Do not run model-written code.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def up(
-    purpose: str,
-    workers: int,
-    mind: str | None,
-    model: str | None,
-    redis_url: str | None,
-    slots: int,
-    no_code: bool,
-    quiet: bool,
-) -> None:
-    """Seed PURPOSE, run N workers on it, and print the final answer."""
-    opts = UpOptions(purpose, workers, mind, model, redis_url, slots, not no_code, not quiet)
-    try:
-        answer = run_up(opts)
-    except UpError as exc:
-        raise click.ClickException(safe_text(exc)) from None  # may end with worker log tails
-    except USER_ERRORS as exc:
-        raise one_line(exc) from None
-    click.echo(safe_text(answer))

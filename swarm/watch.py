@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import redis
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -25,7 +24,6 @@ from rich.text import Text
 
 from swarm.board import NoSuchSwarm, list_swarms, stale_s
 from swarm.display import safe_line
-from swarm.errors import checked_swarm_id
 from swarm.keys import SwarmKeys
 from swarm.outage import describe, is_outage
 from swarm.pheromone import level
@@ -909,74 +907,3 @@ def periodic(
             console.print(message(f"Redis unavailable ({exc}); retrying", "red"))
         console.file.flush()
         sleep(every_s)
-
-
-@click.command()
-@click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
-@click.option(
-    "--swarm",
-    "swarm_id",
-    metavar="ID",
-    callback=checked_swarm_id,
-    help="Which swarm (default: the newest).",
-)
-@click.option("--once", is_flag=True, help="Print one frame and exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON and exit.")
-@click.option(
-    "--refresh",
-    default=3.0,
-    show_default=True,
-    type=click.FloatRange(2, 4),
-    help="Frames per second.",
-)
-@click.option(
-    "--every",
-    "every_s",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, None),
-    help="Without a terminal: seconds between the frames printed.",
-)
-def watch(
-    redis_url: str | None,
-    swarm_id: str | None,
-    once: bool,
-    as_json: bool,
-    refresh: float,
-    every_s: float,
-) -> None:
-    """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
-    from swarm.cli import _client
-    from swarm.errors import USER_ERRORS, one_line
-
-    try:
-        client = _client(redis_url)
-        if once or as_json:
-            _print_once(client, swarm_id, as_json)
-            return
-        console = Console()
-        if console.is_terminal:
-            live(client, swarm_id, refresh, console)
-        else:
-            periodic(client, swarm_id, every_s, Console(highlight=False))
-    except USER_ERRORS as exc:
-        raise one_line(exc) from None
-    except redis.RedisError as exc:
-        if not is_outage(exc):
-            raise
-        raise click.ClickException(safe_line(describe(exc))) from None
-    except KeyboardInterrupt:
-        pass  # Live has restored the screen and the cursor on its way out
-
-
-def _print_once(client: Any, swarm_id: str | None, as_json: bool) -> None:
-    sid = resolve_swarm(client, swarm_id)
-    if sid is None:
-        raise click.ClickException("no swarm on this Redis yet: run `swarm seed PURPOSE`")
-    console = Console(highlight=False)
-    # One line short of the terminal, so the prompt after the frame does not scroll it away.
-    snap = snapshot(client, sid, height=max(console.height - 1, 12))
-    if as_json:
-        click.echo(to_json(snap))
-    else:
-        console.print(render(snap, console.width))

@@ -252,17 +252,17 @@ def test_the_local_jail_off_linux_is_one_line(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_up_reads_the_model_folder_of_a_spec_with_a_provider(tiny_model: Path) -> None:  # noqa: F811
-    from swarm.up import UpOptions, _check_mind
+    from swarm.up import UpOptions, check_mind
 
-    _check_mind(UpOptions("p.md", mind=f"onnx:{tiny_model}?provider=auto"))
-    _check_mind(UpOptions("p.md", mind="onnx:?provider=cpu", model=str(tiny_model)))
+    check_mind(UpOptions("p.md", mind=f"onnx:{tiny_model}?provider=auto"))
+    check_mind(UpOptions("p.md", mind="onnx:?provider=cpu", model=str(tiny_model)))
 
 
 def test_a_person_is_named_by_user_or_windows_username(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swarm.cli import _who
+    from swarm.cli.helpers import who
 
     monkeypatch.delenv("USER", raising=False)
     monkeypatch.setenv("USERNAME", "ada")
-    assert _who() == "person:ada"
+    assert who() == "person:ada"
     monkeypatch.setenv("USER", "grace")
-    assert _who() == "person:grace"
+    assert who() == "person:grace"

@@ -104,11 +104,9 @@ def _task_id(body: Mapping[str, Any], key: str = "task") -> str:
 
 
 def _amount(body: Mapping[str, Any], board: Board) -> float:
-    from swarm.cli import BOOST_OVER_TOP
-
     value = body.get("amount")
     if value is None or value == "":
-        return BOOST_OVER_TOP * max(board.top_pheromone(), 1.0)
+        return board.default_boost()
     try:
         amount = float(value)
     except (TypeError, ValueError):
