@@ -133,8 +133,12 @@ def test_arms_and_suites_refuse_bad_input(tmp_path: Path) -> None:
     for bad in ("single", "workers=0:sim", "workers=x:sim", "team=2:sim", "single:"):
         with pytest.raises(ArmError):
             parse_arm(bad)
-    with pytest.raises(ArmError, match="twice"):
+    named = parse_arm("eight@workers=8:sim:seed=2")
+    assert (named.label, named.workers, named.mind) == ("eight", 8, "sim:seed=2")
+    with pytest.raises(ArmError, match="same name"):
         parse_arms(["single:sim", "single:sim"])
+    with pytest.raises(ArmError, match="same name"):
+        parse_arms(["a@single:sim", "a@workers=2:sim"])
     with pytest.raises(SuiteError, match="no purpose files"):
         load_suite(tmp_path)
     (tmp_path / "x.md").write_text("# No check\n")

@@ -29,7 +29,7 @@ stdout = Console(highlight=False)
     multiple=True,
     required=True,
     metavar="ARM",
-    help="single:MIND (one call) or workers=N:MIND; repeat for each arm.",
+    help="single:MIND (one call) or workers=N:MIND, optionally NAME@...; repeat for each arm.",
 )
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 1000))
 @click.option(

@@ -23,25 +23,35 @@ class Arm:
     single: bool = False
 
 
+MAX_LABEL = 40
+
+
 def parse_arm(text: str) -> Arm:
+    """`single:MIND`, `workers=N:MIND`, each optionally named: `NAME@workers=8:MIND` (the
+    name labels the arm in results and reports; by default the whole text does)."""
     head, sep, mind = text.partition(":")
+    label = text
+    if "@" in head:
+        label, head = head.split("@", 1)
+        if not label or len(label) > MAX_LABEL or not label.isprintable():
+            raise ArmError(f"arm {text[:80]!r}: a name before '@' is 1 to {MAX_LABEL} characters")
     if not sep or not mind.strip():
         raise ArmError(f"arm {text[:80]!r}: write single:MIND or workers=N:MIND")
     if head == "single":
-        return Arm(text, mind, 1, True)
+        return Arm(label, mind, 1, True)
     name, eq, raw = head.partition("=")
     if name != "workers" or not eq:
         raise ArmError(f"arm {text[:80]!r}: write single:MIND or workers=N:MIND")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
         raise ArmError(f"arm {text[:80]!r}: workers must be a whole number from 1 to {MAX_WORKERS}")
-    return Arm(text, mind, int(raw), False)
+    return Arm(label, mind, int(raw), False)
 
 
 def parse_arms(texts: tuple[str, ...] | list[str]) -> list[Arm]:
     arms = [parse_arm(t) for t in texts]
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
-        raise ArmError("the same arm is given twice")
+        raise ArmError("two arms have the same name")
     if not arms:
         raise ArmError("give at least one --arm (single:MIND or workers=N:MIND)")
     return arms
