@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from swarm import keys
-from swarm.evals.arms import ArmError, parse_arm, parse_arms
+from swarm.evals.arms import ArmError, parse_arm, parse_arms, with_suite_answers
 from swarm.evals.report import summarise, write_json, write_png
 from swarm.evals.results import ResultsError, ResultsFile, RunResult
 from swarm.evals.runner import EvalPlan, Evaluation
@@ -126,6 +126,20 @@ def test_single_means_one_call(redis_url: str, tmp_path: Path) -> None:
     runs = evaluation(client, tmp_path / "out").run(plan)
     assert {(r.passed, r.tokens, r.tasks, r.checks) for r in runs} == {(False, 10, 1, 1)}
     assert not client.zrange(keys.INDEX, 0, -1)  # every run's swarm removed
+
+
+def test_a_scripted_arm_without_answers_knows_the_suites_expected_values(
+    redis_url: str, tmp_path: Path
+) -> None:
+    suite = make_suite(tmp_path / "suite")
+    (suite / "answers.json").unlink()  # only the checks' expected values are known
+    arms = with_suite_answers(parse_arms(["workers=1:scripted:accuracy=0.5,seed=2"]), str(suite))
+    assert arms[0].mind == f"scripted:accuracy=0.5,seed=2,answers={suite}"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    runs = evaluation(client, tmp_path / "out").run(EvalPlan(load_suite(suite), arms, seeds=2))
+    assert all(r.passed for r in runs)  # fixed after a re-check where the first was wrong
+    wrong_first = sum(not first_right(0.5, 2, r.seed, r.title, 0) for r in runs)
+    assert sum(r.checks == 2 for r in runs) == wrong_first
 
 
 def test_arms_and_suites_refuse_bad_input(tmp_path: Path) -> None:

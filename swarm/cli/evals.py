@@ -10,7 +10,7 @@ from rich.text import Text
 
 from swarm.cli.helpers import user_errors
 from swarm.display import safe_line
-from swarm.evals.arms import ArmError, parse_arms
+from swarm.evals.arms import ArmError, parse_arms, with_suite_answers
 from swarm.evals.report import arms_table, purposes_table
 from swarm.evals.results import ResultsError
 from swarm.evals.runner import EvalPlan, results_path
@@ -70,7 +70,7 @@ def eval_(
     try:
         plan = EvalPlan(
             items=load_suite(suite),
-            arms=parse_arms(arms),
+            arms=with_suite_answers(parse_arms(arms), str(suite)),
             seeds=seeds,
             budget=tokens,
             run_timeout_s=run_timeout,

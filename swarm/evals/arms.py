@@ -47,6 +47,18 @@ def parse_arm(text: str) -> Arm:
     return Arm(label, mind, int(raw), False)
 
 
+def with_suite_answers(arms: list[Arm], suite: str) -> list[Arm]:
+    """A scripted arm without `answers=` answers from the suite being run."""
+    out = []
+    for arm in arms:
+        kind, _, options = arm.mind.partition(":")
+        if kind == "scripted" and "answers=" not in options:
+            mind = f"scripted:{options + ',' if options else ''}answers={suite}"
+            arm = Arm(arm.label, mind, arm.workers, arm.single)
+        out.append(arm)
+    return out
+
+
 def parse_arms(texts: tuple[str, ...] | list[str]) -> list[Arm]:
     arms = [parse_arm(t) for t in texts]
     labels = [a.label for a in arms]

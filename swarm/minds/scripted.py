@@ -2,8 +2,11 @@
 
 `scripted:answers=PATH,accuracy=0.7,fix=1,split=3,tokens=10,seed=N,think=SECONDS`
 
-- `answers`: a JSON file (or a folder holding `answers.json`) mapping each purpose's title to
-  `{"right": "...", "wrong": "..."}`; a purpose it does not list fails the step.
+- `answers`: a JSON file mapping each purpose's title to `{"right": "...", "wrong": "..."}`,
+  or a suite folder: its `answers.json` if there is one, and for each purpose file whose
+  check is an expected value and that the table does not list, that value (right) and
+  another (wrong). A purpose it knows no answer for fails the step. `swarm eval` gives a
+  scripted arm without `answers` the suite it runs.
 - The root's final answer (answered directly, or the synthesis after a split) is the right
   one with probability `accuracy`, drawn from a hash of (seed, run seed, title, how many
   answers were already rejected by the check), so a run is reproducible and the tests know
@@ -84,10 +87,37 @@ def parse_scripted_spec(spec: str) -> ScriptedConfig:
 
 
 def load_answers(path: str) -> dict[str, Known]:
-    """Title -> Known from a JSON file, or from `answers.json` in a folder; ValueError says why."""
+    """Title -> Known from a JSON file, or from a suite folder (its `answers.json`, then its
+    purposes' expected values); ValueError says why."""
     file = Path(path)
     if file.is_dir():
-        file = file / "answers.json"
+        table = _load_table(file / "answers.json") if (file / "answers.json").exists() else {}
+        return {**_expected_values(file), **table}
+    return _load_table(file)
+
+
+def _expected_values(folder: Path) -> dict[str, Known]:
+    """What a suite's expected-value checks accept, and a value they refuse."""
+    from swarm.check import CheckKind
+    from swarm.purpose import PurposeError, load_purpose
+
+    known: dict[str, Known] = {}
+    for path in sorted(folder.glob("*.md")):
+        try:
+            purpose = load_purpose(path)
+        except PurposeError:
+            continue  # not a purpose (a README): the suite loader says so where it matters
+        check = purpose.check
+        if check is None or check.kind is not CheckKind.EXPECTED:
+            continue
+        right = check.expected + (f" {check.unit}" if check.unit else "")
+        off = float(check.expected) + 1 + 2 * check.tolerance  # outside the tolerance
+        wrong = f"{off:.12g}" if check.number else ""
+        known[purpose.title] = Known(right, wrong or f"not {check.expected}")
+    return known
+
+
+def _load_table(file: Path) -> dict[str, Known]:
     try:
         with file.open("rb") as f:
             data = f.read(MAX_ANSWERS_BYTES + 1)
