@@ -23,9 +23,10 @@ from swarm import keys
 from swarm.check import MAX_OUTPUT as MAX_CHECK_OUTPUT
 from swarm.check import CheckResult
 from swarm.keys import SwarmKeys
-from swarm.pheromone import MAX_LEVEL, decay_rate, level
+from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
-from swarm.purpose import check_ranges
+from swarm.purpose import DEFAULT_LEASE_S, check_ranges, settings
+from swarm.reads import Reads
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
 from swarm.task import State, SwarmState, Task
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 
-EVENTS_MAX = 10_000
 CANCEL_WALK_LIMIT = 100_000
 HEARTBEAT_MAX_S = 5.0  # workers beat every lease/4, but at least this often
 
@@ -49,6 +49,18 @@ def stale_s(lease_s: float) -> float:
     return 2.5 * heartbeat_s(lease_s)
 
 
+def stored_lease_s(lease_ms: Any) -> float:
+    """A swarm's lease from its meta's `lease_ms` (read from Redis, so untrusted): the
+    default lease when it is missing or not a positive number."""
+    ms = _number(lease_ms, 0.0)
+    return ms / 1000 if ms > 0 else DEFAULT_LEASE_S
+
+
+def stale_ms(lease_ms: Any) -> int:
+    """How long after its last beat a worker of a swarm with this `lease_ms` is stale (ms)."""
+    return int(stale_s(stored_lease_s(lease_ms)) * 1000)
+
+
 class BoardError(RuntimeError):
     """Something on the blackboard is not as the caller expected."""
 
@@ -59,6 +71,11 @@ class NoSuchSwarm(BoardError):
 
 class LeaseLost(BoardError):
     """The task was reaped or taken over; this worker's result must be dropped."""
+
+
+class InvalidRequest(ValueError):
+    """A person's request refused before it reaches Redis (a boost or an injected task out of
+    bounds): the command shows why, nothing is written."""
 
 
 class SplitRefused(BoardError):
@@ -154,32 +171,14 @@ def new_swarm_id(name: str = "") -> str:
 
 
 def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str | int | float]:
-    b, t = purpose.budgets, purpose.tuning
     return {
         "id": swarm_id,
         "name": purpose.name,
         "title": purpose.title,
         "purpose": purpose.text,
         "sandbox": purpose.sandbox,
-        "max_tasks": b.max_tasks,
-        "max_depth": b.max_depth,
-        "max_tokens": b.max_tokens,
-        "max_attempts": b.max_attempts,
-        "max_children": b.max_children,
-        "lease_ms": int(b.lease_s * 1000),
-        "deadline": now_ms + int(b.deadline_s * 1000),
-        "deadline_s": b.deadline_s,
-        "half_life_s": t.half_life_s,
-        "lambda": repr(decay_rate(t.half_life_s)),
-        "initial": t.initial,
-        "q": t.q,
-        "rho_fail": t.rho_fail,
-        "alpha": t.alpha,
-        "beta": t.beta,
-        "epsilon": t.epsilon,
-        "candidates": t.candidates,
-        "synth_bonus": t.synth_bonus,
-        "events_max": EVENTS_MAX,
+        **settings(purpose.budgets, purpose.tuning),
+        "deadline": now_ms + int(purpose.budgets.deadline_s * 1000),
         # How the root's answer is checked (swarm/check.py), and how often it may go back.
         "check": purpose.check.to_json() if purpose.check is not None else "",
         "check_retries": purpose.check.retries if purpose.check is not None else 0,
@@ -286,7 +285,7 @@ class Board:
         self,
         worker: str,
         *,
-        lease_s: float = 60.0,
+        lease_s: float = DEFAULT_LEASE_S,
         skills: Iterable[str] = (),
         reap_limit: int = 8,
         now: float | None = None,
@@ -310,7 +309,8 @@ class Board:
         if status is ClaimStatus.PAUSED:
             return ClaimOutcome(status, swarm_state=SwarmState.PAUSED.value)
         task = Task.from_hash(str(fields["id"]), _strings(fields["task"]))
-        swarm = named(fields["swarm"])
+        # a budget missing from meta reads as the default, as it does in the scripts
+        swarm = {**settings(), **named(fields["swarm"])}
         claim = Claim(
             task=task,
             fence=int(fields["fence"]),
@@ -477,6 +477,10 @@ class Board:
 
     # -- reads --------------------------------------------------------------------------------
 
+    def reads(self) -> Reads:
+        """Reads of this swarm to send in one round trip, answered by name (swarm/reads.py)."""
+        return Reads(self.client, self.keys)
+
     def meta(self) -> dict[str, str]:
         found: dict[str, str] = self.client.hgetall(self.keys.meta)
         if not found:
@@ -510,10 +514,11 @@ class Board:
         """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
         return _context(self._run("context", task.id))
 
-    def workers_alive(self, *, lease_ms: int | None = None, now: float | None = None) -> int:
+    def workers_alive(self, *, lease_ms: Any = None, now: float | None = None) -> int:
+        """Workers whose last beat is fresh, by the swarm's lease (`lease_ms`: read if None)."""
         if lease_ms is None:
-            lease_ms = int(self.client.hget(self.keys.meta, "lease_ms") or 60_000)
-        since = self.now_ms(now) - int(stale_s(lease_ms / 1000) * 1000)
+            lease_ms = self.client.hget(self.keys.meta, "lease_ms")
+        since = self.now_ms(now) - stale_ms(lease_ms)
         return int(self.client.zcount(self.keys.workers, since, "+inf"))
 
     def status(self, *, now: float | None = None) -> dict[str, Any]:
@@ -529,7 +534,7 @@ class Board:
             "by_state": by_state,
             "tokens": int(m.get("tokens", 0)),
             "completions": int(m.get("completions", 0)),
-            "workers_alive": self.workers_alive(lease_ms=int(m.get("lease_ms", 60_000)), now=now),
+            "workers_alive": self.workers_alive(lease_ms=m.get("lease_ms", ""), now=now),
             "budgets": {
                 "max_tasks": int(m["max_tasks"]),
                 "max_depth": int(m["max_depth"]),
@@ -625,10 +630,10 @@ BOOST_OVER_TOP = 100.0
 
 
 def check_boost(amount: float) -> float:
-    """A boost is a positive, finite amount of at most MAX_LEVEL (ValueError otherwise)."""
+    """A boost is a positive, finite amount of at most MAX_LEVEL (InvalidRequest otherwise)."""
     if not isinstance(amount, int | float) or not 0 < amount <= MAX_LEVEL:
         # NaN fails the comparison too; inf and 1e308 are over the cap
-        raise ValueError(f"a boost must be a number > 0 and <= {MAX_LEVEL:g}, got {amount!r}")
+        raise InvalidRequest(f"a boost must be a number > 0 and <= {MAX_LEVEL:g}, got {amount!r}")
     return float(amount)
 
 
@@ -636,6 +641,25 @@ def list_swarms(client: Any, limit: int = 50) -> list[str]:
     """Swarm ids, newest first; an index entry that is not a valid swarm id is skipped
     (anything on Redis is untrusted, and such an id could not name a swarm's keys)."""
     return [sid for sid in client.zrevrange(keys.INDEX, 0, limit - 1) if keys.is_swarm_id(sid)]
+
+
+def swarm_summaries(
+    client: Any, fields: Sequence[str], limit: int = 50
+) -> list[tuple[str, dict[str, str | None]]]:
+    """The newest swarms (`list_swarms`) with their `state` and these fields of their meta,
+    in one round trip after the index; one with no state (its meta gone) is left out. What
+    `ls` and the dashboard's list show."""
+    ids = list_swarms(client, limit)
+    names = ["state", *(f for f in fields if f != "state")]
+    pipe = client.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hmget(SwarmKeys(sid).meta, names)
+    found = []
+    for sid, values in zip(ids, pipe.execute() if ids else [], strict=True):
+        meta = dict(zip(names, values, strict=True))
+        if meta["state"] is not None:
+            found.append((sid, meta))
+    return found
 
 
 def _number(value: Any, default: float) -> float:
@@ -668,17 +692,19 @@ def _checked_injection(title: str, detail: str, tags: Sequence[str]) -> tuple[st
     limits = Limits()
     title = " ".join(title.split())
     if not title:
-        raise ValueError("an injected task needs a title")
+        raise InvalidRequest("an injected task needs a title")
     if len(title) > INJECT_MAX_TITLE:
-        raise ValueError(
+        raise InvalidRequest(
             f"title longer than {INJECT_MAX_TITLE} characters: put the rest in --detail"
         )
     if len(detail) > INJECT_MAX_DETAIL:
-        raise ValueError(f"detail longer than {INJECT_MAX_DETAIL} characters")
+        raise InvalidRequest(f"detail longer than {INJECT_MAX_DETAIL} characters")
     clean = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
     if len(clean) > limits.max_tags:
-        raise ValueError(f"{len(clean)} tags, at most {limits.max_tags} allowed")
+        raise InvalidRequest(f"{len(clean)} tags, at most {limits.max_tags} allowed")
     for tag in clean:
         if len(tag) > limits.max_tag or any(c in tag for c in ",|"):
-            raise ValueError(f"bad tag {tag!r}: at most {limits.max_tag} characters, no ',' or '|'")
+            raise InvalidRequest(
+                f"bad tag {tag!r}: at most {limits.max_tag} characters, no ',' or '|'"
+            )
     return title, clean

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.board import Board, list_swarms, stale_s
+from swarm.board import Board, list_swarms, stale_ms
 from swarm.task import SwarmState
 
 # The states in which a worker serves a swarm and keeps its heartbeat on it.
@@ -49,8 +49,7 @@ def worker_health(
     now_ms = int((time.time() if now is None else now) * 1000)
     for sid in served:
         board = Board(client, sid)
-        lease_ms = int(client.hget(board.keys.meta, "lease_ms") or 60_000)
-        since = now_ms - int(stale_s(lease_ms / 1000) * 1000)
+        since = now_ms - stale_ms(client.hget(board.keys.meta, "lease_ms"))
         fresh = client.zrangebyscore(board.keys.workers, since, "+inf", start=0, num=_MAX_WORKERS)
         pipe = client.pipeline(transaction=False)
         for wid in fresh:

@@ -16,6 +16,7 @@ from swarm.board import BoardError
 from swarm.check import Check, CheckError
 from swarm.display import md_block, md_inline
 from swarm.keys import SwarmKeys
+from swarm.reads import Reads
 from swarm.task import INT_FIELDS, LIST_FIELDS, SwarmState
 
 CHUNK = 1000  # commands per pipeline: big enough to amortise the round trip, small enough
@@ -54,17 +55,15 @@ def walk(
     while level:
         nxt: list[str] = []
         for chunk in _chunks(level):
-            pipe = client.pipeline(transaction=False)
+            reads = Reads(client, keys)
             for tid in chunk:
                 if hashes:
-                    pipe.hgetall(keys.task(tid))
-                pipe.lrange(keys.children(tid), 0, -1)
-            replies = pipe.execute()
-            step = 2 if hashes else 1
-            for i, tid in enumerate(chunk):
-                h = replies[i * step] if hashes else {}
-                kids = [k for k in replies[i * step + step - 1] if k not in found]
-                found[tid] = (dict(h), kids)
+                    reads.task((tid, "hash"), tid)
+                reads.child_ids((tid, "children"), tid)
+            r = reads.run()
+            for tid in chunk:
+                kids = [k for k in r[tid, "children"] if k not in found]
+                found[tid] = (r[tid, "hash"] if hashes else {}, kids)
                 nxt.extend(kids)
         level = nxt
     return found

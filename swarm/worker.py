@@ -33,6 +33,7 @@ from swarm.board import (
     SplitRefused,
     heartbeat_s,
     newest_running,
+    stored_lease_s,
 )
 from swarm.check import Check, CheckError, CheckResult, Verdict, run_check
 from swarm.logs import task_outcome
@@ -50,6 +51,7 @@ from swarm.protocol import (
     Split,
     ThinkRequest,
 )
+from swarm.purpose import DEFAULT_LEASE_S
 from swarm.task import Kind, Task
 
 log = logging.getLogger("swarm.worker")
@@ -76,7 +78,6 @@ TRANSIENT = (
     redis.exceptions.TryAgainError,
 )
 
-DEFAULT_LEASE_S = 60.0  # the heartbeat's pace before any swarm's lease is known
 BEAT_RETRY_S = 0.5  # after an unexpected heartbeat error, the next try
 INTERRUPT_WAIT_S = 10.0  # after an interrupt, how long slots get to leave the mind
 
@@ -510,7 +511,7 @@ class Worker:
             m = board.client.hmget(
                 board.keys.meta, "purpose", "title", "lease_ms", "sandbox", "check"
             )
-            lease_s = int(m[2] or 60000) / 1000
+            lease_s = stored_lease_s(m[2])
             read = _SwarmInfo(m[0] or "", m[1] or "", lease_s, m[3] or "auto", m[4] or "")
             found = self._shared.keep_info(board.id, read)
         return found
@@ -766,6 +767,7 @@ class Worker:
         """The heartbeat's interval, from what the slots recorded: no Redis read, no error."""
         if self.config.renew_s is not None:
             return self.config.renew_s
+        # before any swarm's lease is known, the heartbeat beats as for the default one
         return heartbeat_s(min(self._shared.leases(), default=DEFAULT_LEASE_S))
 
     def _heartbeat_loop(self) -> None:

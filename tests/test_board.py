@@ -454,3 +454,33 @@ def test_claim_reply_and_context_are_decoded_by_name(seed: Any) -> None:
         (first.task.id, 1, Kind.WORK),
     ]
     assert ancestry[1].parent == "0" and ancestry[1].title == first.task.title
+
+
+def test_a_missing_meta_field_reads_as_the_purpose_default(seed: Any) -> None:
+    """The scripts' fallbacks are the purpose defaults (swarm/purpose.py `settings`)."""
+    board = seed(budgets=Budgets(max_children=2))
+    board.client.hdel(board.keys.meta, "max_children")
+    root = claim_ok(board)
+    with pytest.raises(SplitRefused, match="between 1 and 5 subtasks"):
+        board.split(root, "w1", [Subtask(f"t{i}") for i in range(Budgets().max_children + 1)])
+    assert board.split(root, "w1", [Subtask("a"), Subtask("b"), Subtask("c")])
+
+
+def test_reads_answer_by_name_in_one_round_trip(seed: Any) -> None:
+    board = seed(tasks=("a", "b", "c"))
+    reads = board.reads()
+    reads.meta("meta", ("state", "tasks", "nothing"))
+    reads.task(("0", "fields"), "0", ("title", "state", "absent"))
+    reads.child_ids(("0", "some"), "0", 2)
+    reads.child_ids(("0", "none"), "0", 0)  # not LRANGE 0 -1, which is the whole list
+    reads.child_count(("0", "n"), "0")
+    reads.open_score(("1", "score"), "1")
+    reads.open_score(("0", "score"), "0")
+    reads.hottest("hot", 2)
+    r = reads.run()
+    assert r["meta"] == {"state": "running", "tasks": "4", "nothing": None}
+    assert r["0", "fields"] == {"title": "Test purpose", "state": "waiting"}
+    assert (r["0", "some"], r["0", "none"], r["0", "n"]) == (["1", "2"], [], 3)
+    assert isinstance(r["1", "score"], float) and r["0", "score"] is None
+    assert len(r["hot"]) == 2 and all(isinstance(s, float) for _, s in r["hot"])
+    assert board.reads().run() == {}

@@ -166,3 +166,25 @@ def test_nothing_outside_the_cli_package_imports_it() -> None:
                 f"{path.name}: {n}" for n in names if n.split(".")[:2] == ["swarm", "cli"]
             ]
     assert offenders == []
+
+
+def test_a_plain_value_error_is_a_bug_not_a_user_error() -> None:
+    """user_errors turns the errors a user can fix into one line; a ValueError from a bug
+    keeps its traceback instead of being shown as if the user had typed something wrong."""
+    import click as click_
+
+    from swarm.board import InvalidRequest
+    from swarm.cli.helpers import user_errors
+
+    @user_errors
+    def refused() -> None:
+        raise InvalidRequest("a boost must be a number > 0")
+
+    @user_errors
+    def buggy() -> None:
+        raise ValueError("invalid literal for int()")
+
+    with pytest.raises(click_.ClickException, match="a boost must be a number"):
+        refused()
+    with pytest.raises(ValueError, match="invalid literal"):
+        buggy()

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from swarm.board import check_boost
+from swarm.board import InvalidRequest, check_boost
 from swarm.cli.helpers import open_board, redis_option, swarm_option, user_errors, who
 from swarm.display import safe_line
 from swarm.pheromone import MAX_LEVEL
@@ -39,7 +39,7 @@ def resume(redis_url: str | None, swarm_id: str | None) -> None:
 def _checked_amount(_ctx: Any, _param: Any, value: float | None) -> float | None:
     try:
         return None if value is None else check_boost(value)
-    except ValueError as exc:
+    except InvalidRequest as exc:
         raise click.ClickException(f"--amount: {exc}") from None
 
 

@@ -27,7 +27,7 @@ def health() -> None:
 @health.command("worker")
 @redis_option
 @click.option("--mind", envvar="SWARM_MIND", help="The worker's mind ($SWARM_MIND).")
-@click.option("--model", envvar="SWARM_MODEL", help="The worker's model ($SWARM_MODEL).")
+@click.option("--model", help="The worker's model ($SWARM_MODEL).")
 def worker(redis_url: str | None, mind: str | None, model: str | None) -> None:
     """This host's worker beats on a swarm that wants work, or none wants any."""
     try:

@@ -18,7 +18,7 @@ import redis
 from rich.console import Console
 
 from swarm import logs
-from swarm.board import Board, BoardError, list_swarms
+from swarm.board import Board, BoardError, InvalidRequest, list_swarms
 from swarm.config import (
     ConnectionFailed,
     EmbeddedStartFailed,
@@ -28,14 +28,17 @@ from swarm.config import (
 )
 from swarm.display import safe_line, safe_text
 from swarm.keys import InvalidSwarmId, check_swarm_id
+from swarm.minds import MindSpecError
 from swarm.models import ModelError
 from swarm.outage import describe, is_outage, refusal_code
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
+from swarm.sandbox.limits import LimitsError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# One line on stderr, exit status 1, never a traceback.
+# One line on stderr, exit status 1, never a traceback. Each is a mistake a user can fix;
+# a plain ValueError is not among them: it is a bug, and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConnectionFailed,
     EmbeddedStartFailed,
@@ -43,7 +46,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     BoardError,
     ModelError,
     SandboxUnavailable,
-    ValueError,
+    InvalidRequest,
+    InvalidSwarmId,
+    MindSpecError,
+    LimitsError,
+    logs.LogSetupError,
 )
 
 

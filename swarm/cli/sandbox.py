@@ -14,10 +14,11 @@ from swarm.cli.helpers import exec_settings, one_line
 from swarm.config import ConnectionFailed
 from swarm.protocol import ExecOutput
 from swarm.sandbox import KINDS, ExecLimits, SandboxUnavailable, make_sandbox
+from swarm.sandbox.limits import LimitsError
 
 _SANDBOX_HELP = "auto: E2B when E2B_API_KEY is set, else the local bubblewrap jail."
 # Set-up problems with a one-line explanation; anything else is a bug and keeps its traceback.
-_EXPECTED: tuple[type[Exception], ...] = (SandboxUnavailable, ConnectionFailed, ValueError)
+_EXPECTED: tuple[type[Exception], ...] = (SandboxUnavailable, ConnectionFailed, LimitsError)
 
 
 @click.command("executor")

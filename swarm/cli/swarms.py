@@ -10,7 +10,7 @@ import click
 from rich.text import Text
 
 from swarm import keys
-from swarm.board import Board, BoardError, list_swarms
+from swarm.board import Board, BoardError, swarm_summaries
 from swarm.cli.helpers import (
     checked_swarm_id,
     checked_swarm_ids,
@@ -91,13 +91,10 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
 @user_errors
 def ls_(redis_url: str | None) -> None:
     """List swarms, newest first."""
-    client = client_for(redis_url)
-    for sid in list_swarms(client, 1000):
-        m = client.hmget(Board(client, sid).keys.meta, "state", "tasks", "title")
-        if m[0] is not None:
-            # one safe line per swarm: a tab or newline in a title cannot forge a row
-            state, tasks, title = (safe_line(v or "") for v in m)
-            click.echo(f"{sid}\t{state}\t{tasks} tasks\t{title}")
+    for sid, m in swarm_summaries(client_for(redis_url), ("tasks", "title"), 1000):
+        # one safe line per swarm: a tab or newline in a title cannot forge a row
+        state, tasks, title = (safe_line(m[k] or "") for k in ("state", "tasks", "title"))
+        click.echo(f"{sid}\t{state}\t{tasks} tasks\t{title}")
 
 
 @click.command()

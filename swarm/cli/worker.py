@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -95,7 +94,8 @@ def worker(
     setup_logging(verbose)
     settings = settings_for(redis_url)
     client = connect(settings)
-    model = model or os.environ.get("SWARM_MODEL")
+    # `model` is only --model: SWARM_MODEL is read where the model is found
+    # (swarm/models.py `find_model`), which then names it as where the folder came from.
     if wait_for_model:
         say = logging.getLogger("swarm.worker").warning
         the_mind = make_mind_waiting(mind, model=model, slots=slots, say=say)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.board import Board, BoardError
+from swarm.board import Board, BoardError, InvalidRequest
 
 BODY_MAX = 16 * 1024  # an inject's title and detail fit several times over
 NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
@@ -121,7 +121,7 @@ def act(board: Board, action: str, body: Mapping[str, Any]) -> str:
     by = who(body)
     try:
         return _act(board, action, body, by)
-    except (BoardError, ValueError) as exc:
+    except (BoardError, InvalidRequest) as exc:
         raise Refused(str(exc), 409) from None
 
 

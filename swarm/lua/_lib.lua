@@ -13,6 +13,8 @@
 --                                 inside the script, so their keys are built from it
 --   KEYS[8] = swarm:{id}:children: prefix of child lists, for the same reason
 -- Time (ms) and random numbers always come in ARGV; the scripts never read the clock.
+-- Ahead of this prelude, swarm/scripts.py puts DEFAULTS: the purpose's default budgets and
+-- tuning by meta field name.
 
 local META, OPEN, TRAITS, LEASES, FENCE, EVENTS, TASK, CHILDREN =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -21,19 +23,21 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
+-- A number from meta; a budget or tuning field that is missing reads as the purpose default
+-- (DEFAULTS, written ahead of this prelude from swarm/purpose.py `settings`).
 local function meta_num(field, default)
-  return tonumber(redis.call('HGET', META, field)) or default
+  return tonumber(redis.call('HGET', META, field)) or default or DEFAULTS[field]
 end
 
 local function emit(now, etype, tid, who, ...)
-  local maxlen = meta_num('events_max', 10000)
+  local maxlen = meta_num('events_max')
   redis.call('XADD', EVENTS, 'MAXLEN', '~', maxlen, '*',
     'type', etype, 'task', tid, 'worker', who, 'at', now, ...)
 end
 
--- Pheromone (DESIGN section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
+-- Pheromone (docs/architecture.md section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
 local function decay_offset(now)
-  return meta_num('lambda', 0) * (now - meta_num('created', now)) / 1000
+  return meta_num('lambda') * (now - meta_num('created', now)) / 1000
 end
 
 local function logaddexp(a, b)
@@ -156,7 +160,7 @@ local function start_wrapping(now, why, who)
 end
 
 local function check_budgets(now, who)
-  if meta_num('tokens', 0) >= meta_num('max_tokens', math.huge) then
+  if meta_num('tokens', 0) >= meta_num('max_tokens') then
     start_wrapping(now, 'token budget spent', who)
   elseif now >= meta_num('deadline', math.huge) then
     start_wrapping(now, 'deadline passed', who)
@@ -179,7 +183,7 @@ local function settle(tid, now, who)
   if pending <= 0 and redis.call('HGET', TASK .. parent, 'state') == 'waiting' then
     redis.call('HSET', TASK .. parent, 'kind', 'synthesize')
     move(parent, 'waiting', 'open', now)
-    put_open(parent, deposit_score(meta_num('initial', 1), now))
+    put_open(parent, deposit_score(meta_num('initial'), now))
     emit(now, 'synthesis_ready', parent, who)
   end
 end
@@ -267,13 +271,13 @@ local function retry_or_die(tid, now, reason)
   redis.call('ZREM', LEASES, tid)
   local attempts = redis.call('HINCRBY', TASK .. tid, 'attempts', 1)
   redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
-  if attempts >= meta_num('max_attempts', 3) then
+  if attempts >= meta_num('max_attempts') then
     move(tid, 'claimed', 'dead', now)
     return 'dead'
   end
   move(tid, 'claimed', 'open', now)
-  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
-  put_open(tid, s + math.log(meta_num('rho_fail', 0.5)))
+  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial'), now)
+  put_open(tid, s + math.log(meta_num('rho_fail')))
   return 'open'
 end
 

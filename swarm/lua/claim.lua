@@ -69,20 +69,20 @@ end
 local function eta(packed)
   local t = traits_of(packed, now)
   local e = 1 + math.max(t.priority, 0) + tag_matches(t.tags, ARGV[7])
-  if t.kind == 'synthesize' then e = e + meta_num('synth_bonus', 4) end
+  if t.kind == 'synthesize' then e = e + meta_num('synth_bonus') end
   return e + math.min((now - t.created) / 600000, 1)
 end
 
 local function pick(k)
   local n = redis.call('ZCARD', OPEN)
   if n == 0 then return nil end
-  if state ~= 'wrapping' and r_explore < meta_num('epsilon', 0) then
+  if state ~= 'wrapping' and r_explore < meta_num('epsilon') then
     local idx = math.min(math.floor(r_index * n), n - 1)
     return redis.call('ZRANGE', OPEN, idx, idx)[1]
   end
   local top = redis.call('ZREVRANGE', OPEN, 0, k - 1, 'WITHSCORES')
   local ids, logw = {}, {}
-  local alpha, beta, offset = meta_num('alpha', 1), meta_num('beta', 1), decay_offset(now)
+  local alpha, beta, offset = meta_num('alpha'), meta_num('beta'), decay_offset(now)
   for i = 1, #top, 2 do ids[#ids + 1] = top[i] end
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
   local best = -math.huge
@@ -109,7 +109,7 @@ state = redis.call('HGET', META, 'state')
 if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 if state == 'paused' then return {'paused'} end
 
-local k = meta_num('candidates', 16)
+local k = meta_num('candidates')
 if state == 'wrapping' then sweep(k) end
 state = redis.call('HGET', META, 'state')
 if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end

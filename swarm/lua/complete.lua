@@ -33,7 +33,7 @@ if verdict ~= '' and parent == '' then
   emit(now, 'checked', tid, worker, 'verdict', verdict, 'output', said, 'checks', checks)
   charge_tokens(tid, tokens)
   tokens = 0
-  local room = meta_num('tokens', 0) < meta_num('max_tokens', math.huge)
+  local room = meta_num('tokens', 0) < meta_num('max_tokens')
     and now < meta_num('deadline', math.huge)
   if verdict == 'fail' and checks <= meta_num('check_retries', 0) and room
       and redis.call('HGET', META, 'state') == 'running' then
@@ -42,7 +42,7 @@ if verdict ~= '' and parent == '' then
     redis.call('HSET', TASK .. tid, 'kind', 'synthesize', 'result', ARGV[5],
       'confidence', ARGV[6], 'feedback', said, 'owner', '', 'sent_back', fence .. '|' .. worker)
     move(tid, 'claimed', 'open', now)
-    put_open(tid, deposit_score(meta_num('initial', 1), now))
+    put_open(tid, deposit_score(meta_num('initial'), now))
     emit(now, 'sent_back', tid, worker, 'checks', checks)
     return {'ok', redis.call('HGET', META, 'state'), 'sent_back'}
   end
@@ -56,7 +56,7 @@ charge_tokens(tid, tokens)
 emit(now, 'completed', tid, worker, 'confidence', ARGV[6], 'tokens', tokens)
 
 -- Positive feedback: a good answer makes the rest of its branch more attractive.
-local amount = meta_num('q', 1) * weight
+local amount = meta_num('q') * weight
 if parent ~= '' and amount > 0 then
   for _, sib in ipairs(redis.call('LRANGE', CHILDREN .. parent, 0, -1)) do
     if sib ~= tid and not deposit(sib, amount, now) then

@@ -42,13 +42,13 @@ if pstate ~= 'waiting' then
   return {'refused', 'task ' .. parent .. ' is ' .. pstate}
 end
 
-local tasks, max_tasks = meta_num('tasks', 0), meta_num('max_tasks', 200)
+local tasks, max_tasks = meta_num('tasks', 0), meta_num('max_tasks')
 if tasks + 1 > max_tasks then
   return {'refused', 'task budget spent (' .. tasks .. ' of ' .. max_tasks .. ')'}
 end
 
 local child = new_task({parent = parent, title = title, detail = detail, tags = tags,
-  injected_by = who}, now, deposit_score(meta_num('initial', 1), now))
+  injected_by = who}, now, deposit_score(meta_num('initial'), now))
 emit(now, 'injected', child, who, 'parent', parent, 'title', title)
 remember(rid, now, child)
 return {'ok', child}

@@ -29,7 +29,7 @@ redis.call('HSET', META, 'state', 'running', 'created', now, 'tasks', 0, 'next_i
 local title, detail, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
 i = i + 3
 -- The root waits on the listed tasks, or is open itself when there are none.
-local score = deposit_score(meta_num('initial', 1), now)
+local score = deposit_score(meta_num('initial'), now)
 new_task({id = '0', title = title, detail = detail, state = n > 0 and 'waiting' or 'open'},
   now, score)
 emit(now, 'seeded', '0', 'seed', 'title', title)

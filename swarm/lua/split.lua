@@ -22,11 +22,11 @@ if state ~= 'running' then
   why = 'the swarm is ' .. state .. ': answer instead'
 elseif redis.call('HGET', TASK .. tid, 'kind') ~= 'work' then
   why = 'a synthesize step must answer'
-elseif depth >= meta_num('max_depth', 3) then
+elseif depth >= meta_num('max_depth') then
   why = 'max depth reached'
-elseif n < 1 or n > meta_num('max_children', 5) then
-  why = 'between 1 and ' .. meta_num('max_children', 5) .. ' subtasks allowed'
-elseif meta_num('tasks', 0) + n > meta_num('max_tasks', 200) then
+elseif n < 1 or n > meta_num('max_children') then
+  why = 'between 1 and ' .. meta_num('max_children') .. ' subtasks allowed'
+elseif meta_num('tasks', 0) + n > meta_num('max_tasks') then
   why = 'task budget spent'
 end
 if why then
@@ -35,7 +35,7 @@ if why then
 end
 
 local ids = {}
-local score = deposit_score(meta_num('initial', 1), now)
+local score = deposit_score(meta_num('initial'), now)
 for i = 0, n - 1 do
   ids[#ids + 1] = new_task({parent = tid, title = ARGV[8 + 3 * i], detail = ARGV[9 + 3 * i],
     tags = ARGV[10 + 3 * i]}, now, score)
