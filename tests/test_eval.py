@@ -34,6 +34,9 @@ PURPOSES = {
 }
 
 
+TITLES = tuple(title for title, *_ in PURPOSES.values())
+
+
 def make_suite(folder: Path, retries: int = 2) -> Path:
     folder.mkdir()
     answers = {}
@@ -70,7 +73,7 @@ def test_report_arithmetic_is_exact(redis_url: str, tmp_path: Path) -> None:
     expected: dict[tuple[str, str, int], tuple[bool, int, int]] = {}
     for name, (title, *_rest) in PURPOSES.items():
         for seed in range(4):
-            right = first_right(0.5, 4, seed, title, 0)
+            right = first_right(0.5, 4, seed, title, 0, TITLES)
             expected[(name, arms[0].label, seed)] = (right, 10, 1)
             expected[(name, arms[1].label, seed)] = (True, 40 if right else 50, 1 if right else 2)
     got = {(r.purpose, r.arm, r.seed): (r.passed, r.tokens, r.checks) for r in runs}
@@ -81,6 +84,7 @@ def test_report_arithmetic_is_exact(redis_url: str, tmp_path: Path) -> None:
     report = summarise(runs)
     single, workers = report.arms
     first_rights = sum(v[0] for k, v in expected.items() if k[1] == arms[0].label)
+    assert first_rights == 4 * 1  # floor(0.5 x 3) purposes right in each of the 4 seeds
     assert (single.runs, single.passed, single.fixed) == (12, first_rights, 0)
     assert (workers.runs, workers.passed, workers.fixed) == (12, 12, 12 - first_rights)
     assert workers.rejected == 12 - first_rights and single.rejected == 12 - first_rights
@@ -138,7 +142,7 @@ def test_a_scripted_arm_without_answers_knows_the_suites_expected_values(
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     runs = evaluation(client, tmp_path / "out").run(EvalPlan(load_suite(suite), arms, seeds=2))
     assert all(r.passed for r in runs)  # fixed after a re-check where the first was wrong
-    wrong_first = sum(not first_right(0.5, 2, r.seed, r.title, 0) for r in runs)
+    wrong_first = sum(not first_right(0.5, 2, r.seed, r.title, 0, TITLES) for r in runs)
     assert sum(r.checks == 2 for r in runs) == wrong_first
 
 
@@ -230,3 +234,17 @@ def test_resume_after_a_real_interruption(redis_url: str, tmp_path: Path) -> Non
     assert not client.zrange(keys.INDEX, 0, -1)
     report = json.loads((out / "report.json").read_text())
     assert sum(a["runs"] for a in report["arms"]) == 12
+    # a third time: nothing left to run, the report again, as JSON on stdout
+    third = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert third.returncode == 0 and json.loads(third.stdout) == report
+    assert runs.read_bytes() == after
+
+
+@pytest.mark.parametrize("accuracy", [0.0, 0.3, 0.7, 0.75, 1.0])
+def test_scripted_accuracy_is_exact_in_every_seed(accuracy: float) -> None:
+    titles = [f"purpose {i}" for i in range(20)]
+    for run_seed in range(5):
+        right = [first_right(accuracy, 1, run_seed, t, 0, titles) for t in titles]
+        assert sum(right) == math.floor(accuracy * 20 + 1e-9)
+    rotated = {tuple(first_right(0.5, 1, s, t, 0, titles) for t in titles) for s in range(8)}
+    assert len(rotated) > 1  # which purposes are right changes with the seed

@@ -197,3 +197,39 @@ def test_worker_that_cannot_fix_ends_with_the_answer_marked_failing(client: Any)
         assert status["tokens"] == 30
     finally:
         delete_swarm(client, board.id)
+
+
+def test_cli_worker_process_status_and_result_show_the_check(redis_url: str, tmp_path: Any) -> None:
+    """A real `swarm worker` process with the scripted mind: the wrong answer is sent back
+    and fixed; `status` and `result --json` say how the answer fared."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    (folder / "add.md").write_text(
+        "---\ncheck: {expected: 42, retries: 1}\n---\n# Add\n\nAdd 40 and 2.\n"
+    )
+    (folder / "answers.json").write_text(json.dumps({"Add": {"right": "42", "wrong": "41"}}))
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "SWARM_REDIS_URL": redis_url}
+
+    def swarm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "swarm", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    sid = swarm("seed", str(folder / "add.md")).stdout.strip()
+    mind = f"scripted:answers={folder},accuracy=0,fix=1"
+    worker = swarm("worker", "--swarm", sid, "--burst", "--no-code", "--mind", mind)
+    assert worker.returncode == 0, worker.stderr
+    status = swarm("status", "--swarm", sid).stdout
+    assert "check pass after 2 check(s)" in status
+    result = json.loads(swarm("result", "--json", "--swarm", sid).stdout)
+    assert (result["answer"], result["check"]) == ("42", "pass")

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.text import Text
 
 from swarm.cli.helpers import user_errors
-from swarm.display import safe_line
+from swarm.display import json_safe, safe_line
 from swarm.evals.arms import ArmError, parse_arms, with_suite_answers
-from swarm.evals.report import arms_table, purposes_table
+from swarm.evals.report import arms_table, purposes_table, to_json
 from swarm.evals.results import ResultsError
 from swarm.evals.runner import EvalPlan, results_path
 from swarm.evals.session import EvalError, check_minds, run_eval, write_report
@@ -51,6 +51,7 @@ stdout = Console(highlight=False)
 @click.option("--no-code", is_flag=True, help="Do not offer minds code (checks still run).")
 @click.option("--keep", is_flag=True, help="Keep each run's swarm on Redis (swarm export).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, not tables.")
 @user_errors
 def eval_(
     suite: Path,
@@ -63,6 +64,7 @@ def eval_(
     no_code: bool,
     keep: bool,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Run every purpose of SUITE (a folder of purpose files with checks) under each ARM,
     SEEDS times, at equal token budgets; print a table and write runs.jsonl, report.json and
@@ -97,8 +99,11 @@ def eval_(
     if not runs:
         raise click.ClickException("no finished runs to report")
     report, written, warning = write_report(runs, folder)
-    stdout.print(purposes_table(report))
-    stdout.print(arms_table(report))
+    if as_json:
+        click.echo(json_safe(to_json(report)))
+    else:
+        stdout.print(purposes_table(report))
+        stdout.print(arms_table(report))
     if warning:
         console.print(Text(warning), style="yellow")
     console.print(Text("wrote " + ", ".join(safe_line(str(p)) for p in written)))

@@ -63,6 +63,10 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     tasks = f"tasks {st['tasks']}/{budgets['max_tasks']}"
     out.print(Text(safe_line(f"state {st['state']}  {tasks}  {states}")))
     out.print(Text(f"tokens {st['tokens']}/{budgets['max_tokens']}  workers {st['workers_alive']}"))
+    check = st["check"]
+    if check["verdict"]:  # the root's answer was checked (the purpose has a check)
+        said = f"check {check['verdict']} after {check['checks']} check(s): {check['output']}"
+        out.print(Text(safe_line(said)))
 
 
 @click.command()
@@ -76,7 +80,13 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     st = board.status()
     answer = board.answer()
     if as_json:
-        data = {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
+        data = {
+            "id": board.id,
+            "state": st["state"],
+            "outcome": st["outcome"],
+            "answer": answer,
+            "check": st["check"]["verdict"] or None,  # pass | fail | error; None: not checked
+        }
         click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
     elif answer is not None:
         click.echo(safe_text(answer))

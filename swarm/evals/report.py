@@ -201,11 +201,14 @@ def purposes_table(report: Report) -> Table:
     return table
 
 
+def to_json(report: Report) -> str:
+    # NaN (an empty spread) is written as null: JSON has no NaN.
+    return json.dumps(_no_nan(report.to_dict()), indent=2, ensure_ascii=False)
+
+
 def write_json(report: Report, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
-    # NaN (an empty spread) is written as null: JSON has no NaN.
-    text = json.dumps(_no_nan(report.to_dict()), indent=2, ensure_ascii=False)
-    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.write_text(to_json(report) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 

@@ -7,10 +7,12 @@
   check is an expected value and that the table does not list, that value (right) and
   another (wrong). A purpose it knows no answer for fails the step. `swarm eval` gives a
   scripted arm without `answers` the suite it runs.
-- The root's final answer (answered directly, or the synthesis after a split) is the right
-  one with probability `accuracy`, drawn from a hash of (seed, run seed, title, how many
-  answers were already rejected by the check), so a run is reproducible and the tests know
-  every outcome in advance (`first_right`).
+- The root's final answer (answered directly, or the synthesis after a split) is right for
+  exactly floor(accuracy x N) of the N purposes the table knows, in every run seed: the
+  purposes are spread evenly along a circle and which of them are right rotates with a hash
+  of (seed, run seed, how many answers the check already rejected). So a suite run under
+  `scripted:accuracy=0.7` has a first-answer pass rate of 0.7 (to one purpose) in each seed,
+  runs repeat exactly, and tests know every outcome in advance (`first_right`).
 - `fix=1`: an answer given after the check rejected one is right (the mind can fix it);
   `fix=0`: it is drawn again like the first.
 - `split=K`: the root splits into K parts when it may (each part answered `part i of K`),
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,11 +144,18 @@ def _load_table(file: Path) -> dict[str, Known]:
     return table
 
 
-def first_right(accuracy: float, seed: int, run_seed: int, title: str, attempt: int) -> bool:
-    """Whether the answer after `attempt` rejections is right, before any fixing: a uniform
-    draw from a hash of its inputs, below `accuracy`."""
-    digest = hashlib.sha256(f"{seed}|{run_seed}|{title}|{attempt}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < accuracy
+def first_right(
+    accuracy: float, seed: int, run_seed: int, title: str, attempt: int, titles: Sequence[str]
+) -> bool:
+    """Whether the answer to `title` after `attempt` rejections is right (before fixing).
+    `titles` is every purpose the mind knows, in order: purpose k of the rotated order is
+    right when the k-th step of accuracy along 0..N crosses a whole number, which happens
+    for exactly floor(accuracy x N) values of k."""
+    n = len(titles)
+    digest = hashlib.sha256(f"{seed}|{run_seed}|{attempt}".encode()).digest()
+    k = (titles.index(title) + int.from_bytes(digest[:8], "big")) % n
+    eps = 1e-9  # 0.7 x 10 is 7.000000000000001 or 6.9999...: count it as 7
+    return math.floor((k + 1) * accuracy + eps) > math.floor(k * accuracy + eps)
 
 
 class ScriptedMind:
@@ -162,6 +172,7 @@ class ScriptedMind:
     ) -> None:
         self.config = config
         self.answers = answers if answers is not None else load_answers(config.answers)
+        self.titles = tuple(self.answers)  # the order accuracy is spread over
         self.run_seed = 0
         self._interrupted = threading.Event()
         self._sleep = sleep or self._interrupted.wait
@@ -195,7 +206,8 @@ class ScriptedMind:
         if attempt and self.config.fix:
             return True
         cfg = self.config
-        return first_right(cfg.accuracy, cfg.seed, self.run_seed, request.purpose_title, attempt)
+        title = request.purpose_title
+        return first_right(cfg.accuracy, cfg.seed, self.run_seed, title, attempt, self.titles)
 
     def interrupt(self) -> None:
         self._interrupted.set()
