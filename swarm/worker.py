@@ -746,7 +746,7 @@ class Worker:
         sent_back = self._post(held, partial(post, checked, tokens=tokens))
         held.charged = tokens
         if sent_back is not None:
-            outcome = "sent back" if sent_back else "answered"
+            outcome = "sent_back" if sent_back else "answered"
             self._outcome(held, outcome, tokens, f"check {checked.verdict.value}: {checked.output}")
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:

@@ -167,11 +167,11 @@ class Evaluation:
             rng=random.Random(seed),
         )
         started = time.monotonic()
-        timed_out = self._work(worker, board, plan.run_timeout_s)
-        wall_s = time.monotonic() - started
         try:
+            timed_out = self._work(worker, board, plan.run_timeout_s)
+            wall_s = time.monotonic() - started
             return _result(item, arm, seed, budget, board, wall_s, timed_out)
-        finally:
+        finally:  # a stopped run is not recorded, and leaves nothing behind either
             if not plan.keep:
                 delete_swarm(self.client, sid)
             self._pending(None)
