@@ -161,7 +161,8 @@ def task_outcome(
     detail: str = "",
 ) -> None:
     """The one INFO line a worker writes per task event: claimed, answered, sent_back (the
-    root's answer failed its check and went back), split, failed, released; `detail` is shown literally (it may come from the model)."""
+    root's answer failed its check and went back), split, failed, released; `detail` is
+    shown literally (it may come from the model)."""
     if not log.isEnabledFor(logging.INFO):
         return  # the hot path of a quiet worker builds nothing
     seconds = round(seconds, 2)

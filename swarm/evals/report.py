@@ -163,7 +163,14 @@ def _pct(x: float) -> str:
 
 
 def arms_table(report: Report) -> Table:
-    table = Table(title="swarm eval: by arm (whole suite)", title_justify="left")
+    budgets = sorted(set(report.budget.values()))
+    shown = f"{budgets[0]}" if len(budgets) == 1 else f"{budgets[0]} to {budgets[-1]}"
+    table = Table(
+        title="swarm eval: by arm (whole suite)",
+        title_justify="left",
+        caption=f"token budget per run, every arm alike: {shown}",
+        caption_justify="left",
+    )
     for name, justify in (
         ("arm", "left"), ("runs", "right"), ("passed", "right"), ("pass rate", "right"),
         ("by seed (mean ± sd)", "right"), ("fixed by re-check", "right"),

@@ -112,12 +112,15 @@ class Evaluation:
         total = sum(1 for _ in plan.runs())
         if done:
             self.say(f"resuming: {total - len(todo)} of {total} runs already finished")
+        started = time.monotonic()
         try:
             for n, (item, arm, seed) in enumerate(todo, total - len(todo) + 1):
                 result = self.run_one(plan, item, arm, seed)
                 self.results.append(result)
                 done[result.key] = result
-                self.say(_progress(n, total, result))
+                ran = n - (total - len(todo))
+                left_s = (time.monotonic() - started) / ran * (total - n)
+                self.say(_progress(n, total, result, left_s))
         finally:
             self.close()
         keys = [(i.name, a.label, s, plan.budget_of(i)) for i, a, s in plan.runs()]
@@ -272,13 +275,22 @@ def _result(
     )
 
 
-def _progress(n: int, total: int, r: RunResult) -> str:
+def _progress(n: int, total: int, r: RunResult, left_s: float) -> str:
     verdict = "PASS" if r.passed else ("fail" if r.outcome == "answered" else r.outcome)
     again = f", {r.checks} checks" if r.checks > 1 else ""
+    left = f", about {_duration(left_s)} left" if n < total else ""
     return (
-        f"[{n}/{total}] {r.purpose} | {r.arm} | seed {r.seed}: {verdict} "
+        f"[{n}/{total}{left}] {r.purpose} | {r.arm} | seed {r.seed}: {verdict} "
         f"({r.tokens} tokens, {r.wall_s:.2f} s{again})"
     )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def results_path(out: Path) -> Path:
