@@ -195,14 +195,18 @@ def check_mind(opts: UpOptions) -> None:
 
         folder = rest.partition("?")[0]  # onnx:DIR?provider=dml
         check_model_dir(find_model(folder or opts.model))
-    elif kind == "sim":
+    elif kind in ("sim", "scripted"):
+        from swarm.minds import MindSpecError
+        from swarm.minds.scripted import load_answers, parse_scripted_spec
         from swarm.minds.sim import parse_sim_spec
 
-        parse_sim_spec(rest)
-    elif kind == "scripted":
-        from swarm.minds.scripted import load_answers, parse_scripted_spec
-
-        load_answers(parse_scripted_spec(rest).answers)
+        try:
+            if kind == "sim":
+                parse_sim_spec(rest)
+            else:
+                load_answers(parse_scripted_spec(rest).answers)
+        except ValueError as exc:  # a bad option or answers file: the user's to fix
+            raise MindSpecError(str(exc)) from None
 
 
 def run_up(opts: UpOptions) -> str:

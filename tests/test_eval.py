@@ -248,3 +248,27 @@ def test_scripted_accuracy_is_exact_in_every_seed(accuracy: float) -> None:
         assert sum(right) == math.floor(accuracy * 20 + 1e-9)
     rotated = {tuple(first_right(0.5, 1, s, t, 0, titles) for t in titles) for s in range(8)}
     assert len(rotated) > 1  # which purposes are right changes with the seed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arm", "team=2:sim"], "write single:MIND or workers=N:MIND"),
+        (["--arm", "single:scripted:accuracy=2"], "need 0 <= accuracy <= 1"),
+        (["--arm", "single:scripted:answers=/nonexistent.json"], "cannot read /nonexistent.json"),
+        (["--arm", "single:gpt:x"], "unknown mind 'gpt'"),
+    ],
+)
+def test_eval_command_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    suite = make_suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "swarm", "eval", str(suite), "-o", str(out), *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert not out.exists()  # nothing started, nothing written
