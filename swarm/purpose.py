@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
-from swarm.check import Check, CheckError, find_fenced, parse_check
+from swarm.check import Check, CheckError, CheckKind, find_fenced, parse_check
 from swarm.pheromone import decay_rate
 from swarm.protocol import Limits
 
@@ -237,6 +237,9 @@ def parse_purpose(text: str, source: str = "<purpose>") -> Purpose:
     if not re.search(r"\w", text_out):
         _fail(source, "empty purpose: no text says what the swarm should achieve")
     tasks = _tasks(body, body_start, settings.budgets, source)
+    if check is not None and check.kind is CheckKind.PYTHON and settings.sandbox == "none":
+        # it could never run: the swarm would end with every answer's check an error
+        _fail(source, "a python check runs in the sandbox, and this purpose has sandbox: none")
     return replace(settings, title=_title(body), text=text_out, tasks=tasks, check=check)
 
 

@@ -117,6 +117,10 @@ def test_line_numbers_after_a_check_block_stay_right() -> None:
         ("# x\n```check\nexpected: [\n```\n", "is not valid YAML"),
         ("# x\n```check\n- 1\n```\n", "'check' must be a mapping"),
         ("# x\n```check\na: &x 1\nb: *x\n```\n", "anchors or aliases"),
+        (
+            "---\nsandbox: none\ncheck: {python: 'def check(a): return True'}\n---\n# x\n",
+            "this purpose has sandbox: none",
+        ),
     ],
 )
 def test_bad_checks_are_one_line_errors(text: str, message: str) -> None:
