@@ -233,3 +233,64 @@ def test_cli_worker_process_status_and_result_show_the_check(redis_url: str, tmp
     assert "check pass after 2 check(s)" in status
     result = json.loads(swarm("result", "--json", "--swarm", sid).stdout)
     assert (result["answer"], result["check"]) == ("42", "pass")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("bwrap") is None, reason="needs bubblewrap")
+def test_python_check_through_a_real_executor_sends_back_and_fixes(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path: a worker's root answer, its python check run by an RQ executor in the
+    bubblewrap jail, the check's own message as the feedback, the fixed answer passing."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    import redis as redis_py
+
+    from swarm.config import redis_settings
+    from swarm.sandbox.client import executors_serving, runner_factory
+
+    queue = f"swarm-exec-check-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("SWARM_EXEC_QUEUE", queue)
+    executor = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "executor", "--redis", redis_url, "--sandbox", "local"],
+        env={**os.environ, "SWARM_EXEC_QUEUE": queue},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis_py.Redis.from_url(redis_url, decode_responses=True)
+    source = (
+        "def check(answer):\n"
+        "    return answer.strip() == str(6 * 7), 'recount: ' + answer + ' is off'\n"
+    )
+    purpose = Purpose(
+        title="Add",
+        text="# Add\n\nMultiply 6 by 7.",
+        tuning=Tuning(epsilon=0.0),
+        check=parse_check({"python": source, "retries": 1}),
+    )
+    board = Board.seed(client, purpose)
+    try:
+        deadline = time.monotonic() + 20
+        while not executors_serving(redis_py.Redis.from_url(redis_url), queue):
+            assert time.monotonic() < deadline and executor.poll() is None, "no executor"
+            time.sleep(0.05)
+        settings = redis_settings(redis_url, env={})
+        assert settings is not None
+        mind = scripted(accuracy=0.0, fix=True)
+        config = WorkerConfig(swarm_id=board.id, burst=True, poll_s=0.02)
+        Worker(client, mind, config, code_runner=runner_factory(settings)).run(
+            install_signals=False
+        )
+        status = board.status()
+        assert board.answer() == "42" and status["check"]["verdict"] == "pass"
+        checked = [e for _, e in board.events() if e["type"] == "checked"]
+        assert [e["verdict"] for e in checked] == ["fail", "pass"]
+        assert checked[0]["output"] == "recount: 41 is off"  # the check's words, from the jail
+    finally:
+        delete_swarm(client, board.id)
+        executor.terminate()
+        executor.wait(20)
