@@ -294,3 +294,18 @@ def test_python_check_through_a_real_executor_sends_back_and_fixes(
         delete_swarm(client, board.id)
         executor.terminate()
         executor.wait(20)
+
+
+def test_watch_shows_the_check(made: Any, client: Any) -> None:
+    from rich.console import Console
+
+    from swarm.watch import WatchState, render, snapshot
+
+    board = made(checked_purpose())
+    board.complete_checked(claim(board), "w1", "41", Confidence.HIGH, FAIL)
+    board.complete_checked(claim(board), "w1", "42", Confidence.HIGH, PASS)
+    snap = snapshot(client, board.id, WatchState(), height=20)
+    assert (snap.check, snap.checks) == ("pass", 2)
+    console = Console(width=100, record=True)
+    console.print(render(snap, 100, 20))
+    assert "check pass (2)" in console.export_text()
