@@ -272,3 +272,32 @@ def test_eval_command_errors_are_one_line(tmp_path: Path, args: list[str], messa
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
     assert not out.exists()  # nothing started, nothing written
+
+
+def test_one_eval_per_results_folder(tmp_path: Path) -> None:
+    from swarm import system
+
+    suite = make_suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    out.mkdir()
+    mind = f"scripted:answers={suite}"
+    with system.exclusive_lock(out / "eval.lock"):  # as a running eval holds it
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "swarm",
+                "eval",
+                str(suite),
+                "-o",
+                str(out),
+                "--arm",
+                f"single:{mind}",
+            ],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1 and "another `swarm eval` is writing to" in proc.stderr
+    assert not (out / "runs.jsonl").exists()

@@ -103,7 +103,7 @@ def run_eval(
     """Every run of the plan not yet in `folder`'s results, on --redis or an embedded Valkey,
     with an executor when python checks or model code may run; all finished runs."""
     folder.mkdir(parents=True, exist_ok=True)
-    with _redis(redis_url, say) as settings, ExitStack() as stack:
+    with _folder_lock(folder), _redis(redis_url, say) as settings, ExitStack() as stack:
         client = connect(settings)
         proc = _executor(settings, folder / "executor.log", say) if _needs_sandbox(plan) else None
         if proc is not None:
@@ -121,6 +121,16 @@ def run_eval(
             say=say,
         )
         return evaluation.run(plan)
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """One eval per results folder: two appending to one runs.jsonl would run runs twice."""
+    try:
+        with system.exclusive_lock(folder / "eval.lock"):
+            yield
+    except system.Locked:
+        raise EvalError(f"another `swarm eval` is writing to {folder}; wait for it") from None
 
 
 def _needs_sandbox(plan: EvalPlan) -> bool:
