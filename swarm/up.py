@@ -243,4 +243,10 @@ def run_up(opts: UpOptions) -> str:
         st = board.status()
         if st["state"] != SwarmState.DONE.value or st["outcome"] != "answered":
             raise UpError(f"swarm {board.id} ended {st['state']} ({st['outcome'] or 'no answer'})")
+        check = st["check"]
+        if check["verdict"]:  # the purpose has a check: say how the answer fared, beside it
+            said = f"check {check['verdict']} after {check['checks']} check(s): {check['output']}"
+            console.print(
+                Text(safe_line(said), style="green" if check["verdict"] == "pass" else "red")
+            )
         return board.answer() or ""

@@ -309,3 +309,32 @@ def test_watch_shows_the_check(made: Any, client: Any) -> None:
     console = Console(width=100, record=True)
     console.print(render(snap, 100, 20))
     assert "check pass (2)" in console.export_text()
+
+
+def test_swarm_up_on_the_checked_example_says_how_the_answer_fared(
+    redis_url: str, tmp_path: Any
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from swarm.purpose import load_purpose
+
+    root = Path(__file__).resolve().parent.parent
+    example = root / "examples" / "checked.md"
+    purpose = load_purpose(example)
+    assert purpose.check is not None and "264.7" not in purpose.text  # the block is cut
+    answers = Path(str(tmp_path)) / "answers.json"
+    answers.write_text(json.dumps({purpose.title: {"right": "264.70", "wrong": "248.70"}}))
+    mind = f"scripted:answers={answers},accuracy=0,split=3"
+    proc = subprocess.run(
+        [sys.executable, "-m", "swarm", "up", str(example), "--redis", redis_url, "-q",
+         "--workers", "2", "--mind", mind, "--no-code"],
+        env={**os.environ, "PYTHONPATH": str(root), "SWARM_HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "264.70"
+    assert "check pass after 2 check(s)" in proc.stderr
