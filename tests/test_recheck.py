@@ -338,3 +338,16 @@ def test_swarm_up_on_the_checked_example_says_how_the_answer_fared(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "264.70"
     assert "check pass after 2 check(s)" in proc.stderr
+
+
+def test_the_dashboard_payload_carries_the_check(made: Any, clock: FakeClock) -> None:
+    pytest.importorskip("starlette")
+    from swarm.dashboard import view
+
+    board = made(checked_purpose())
+    board.complete_checked(claim(board), "w1", "41", Confidence.HIGH, FAIL)
+    data = view.Reader(board.client, board.id, clock=clock).read()
+    assert (data["check"], data["checks"], data["answer"]) == ("fail", 1, None)
+    board.complete_checked(claim(board), "w1", "42", Confidence.HIGH, PASS)
+    data = view.Reader(board.client, board.id, clock=clock).read()
+    assert (data["check"], data["checks"], data["answer"]) == ("pass", 2, "42")
