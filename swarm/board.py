@@ -6,7 +6,6 @@ Every write is one script (atomic, one slot). Time and random draws are passed i
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import secrets
@@ -28,6 +27,7 @@ from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import DEFAULT_LEASE_S, DEFAULT_SETTINGS, check_ranges, settings
 from swarm.reads import Reads
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
+from swarm.stored import number
 from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def stale_s(lease_s: float) -> float:
 def stored_lease_s(lease_ms: Any) -> float:
     """A swarm's lease from its meta's `lease_ms` (read from Redis, so untrusted): the
     default lease when it is missing or not a positive number."""
-    ms = _number(lease_ms, 0.0)
+    ms = number(lease_ms, 0.0)
     return ms / 1000 if ms > 0 else DEFAULT_LEASE_S
 
 
@@ -626,10 +626,10 @@ class Board:
         pipe.hmget(self.keys.meta, "lambda", "created", "candidates")
         pipe.zrevrange(self.keys.open, 0, 63, withscores=True)
         (lam, created, k), top = pipe.execute()
-        # read from Redis, so untrusted: level() bounds each term, _number() each field
-        t_s = (self.now_ms(now) - _number(created, 0)) / 1000
-        scores = [s for _, s in top[: max(int(_number(k, 16)), 1)]]
-        return sum(level(s, t_s, _number(lam, 0)) for s in scores)
+        # read from Redis, so untrusted: level() bounds each term, number() each field
+        t_s = (self.now_ms(now) - number(created, 0)) / 1000
+        scores = [s for _, s in top[: max(int(number(k, 16)), 1)]]
+        return sum(level(s, t_s, number(lam, 0)) for s in scores)
 
 
 # A default boost outweighs everything the claim rule now weighs, so the task is taken next
@@ -668,15 +668,6 @@ def swarm_summaries(
         if meta["state"] is not None:
             found.append((sid, meta))
     return found
-
-
-def _number(value: Any, default: float) -> float:
-    """A finite number read from Redis, else `default`."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
 
 
 def newest_running(client: Any, *, skip: Iterable[str] = (), scan: int = 50) -> str | None:
