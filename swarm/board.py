@@ -27,7 +27,7 @@ from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import DEFAULT_LEASE_S, DEFAULT_SETTINGS, check_ranges, settings
 from swarm.reads import Reads
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
-from swarm.stored import number
+from swarm.stored import integer, number
 from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
@@ -555,7 +555,7 @@ class Board:
             # The root's check: '' when the purpose has none or no answer was checked yet.
             "check": {
                 "verdict": m.get("check_verdict", ""),
-                "checks": int(m.get("checks", 0) or 0),
+                "checks": integer(m.get("checks")),
                 "output": m.get("check_output", ""),
             },
         }

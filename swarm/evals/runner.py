@@ -28,6 +28,7 @@ from swarm.evals.suite import SuiteItem
 from swarm.minds.base import Mind
 from swarm.protocol import ThinkRequest, Thought
 from swarm.purpose import Purpose
+from swarm.stored import integer
 from swarm.trace import delete_swarm
 from swarm.worker import CodeRunner, Worker, WorkerConfig
 
@@ -237,13 +238,6 @@ class Evaluation:
         path.unlink(missing_ok=True)
 
 
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
-
-
 def _result(
     item: SuiteItem, arm: Arm, seed: int, budget: int, board: Board, wall_s: float, timed_out: bool
 ) -> RunResult:
@@ -264,10 +258,10 @@ def _result(
         budget=budget,
         passed=answered and verdict == "pass",
         verdict=verdict,
-        checks=_int(meta.get("checks")),
+        checks=integer(meta.get("checks")),
         outcome=outcome,
-        tokens=_int(meta.get("tokens")),
-        tasks=_int(meta.get("tasks")),
+        tokens=integer(meta.get("tokens")),
+        tasks=integer(meta.get("tasks")),
         wall_s=round(wall_s, 4),
         answer=(meta.get("answer", "") if answered else "")[:MAX_ANSWER_KEPT],
         swarm=board.id,
