@@ -19,6 +19,8 @@ import redis
 import redis.cluster
 
 from swarm import keys, trails
+from swarm.check import MAX_OUTPUT as MAX_CHECK_OUTPUT
+from swarm.check import CheckResult
 from swarm.keys import SwarmKeys
 from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
@@ -26,7 +28,7 @@ from swarm.purpose import DEFAULT_LEASE_S, DEFAULT_SETTINGS, check_ranges, setti
 from swarm.reads import Reads
 from swarm.requirements import Requirements, check_strength
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
-from swarm.stored import number
+from swarm.stored import integer, number
 from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
@@ -191,6 +193,9 @@ def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str 
         # the root's requirements, which every task of the swarm inherits (section 6a)
         "min_strength": purpose.requires.min_strength,
         "needs_code": int(purpose.requires.needs_code),
+        # How the root's answer is checked (swarm/check.py), and how often it may go back.
+        "check": purpose.check.to_json() if purpose.check is not None else "",
+        "check_retries": purpose.check.retries if purpose.check is not None else 0,
     }
 
 
@@ -359,6 +364,34 @@ class Board:
         tokens: int = 0,
         now: float | None = None,
     ) -> SwarmState:
+        return self._complete(claim, worker, answer, confidence, None, tokens, now)[0]
+
+    def complete_checked(
+        self,
+        claim: Claim,
+        worker: str,
+        answer: str,
+        confidence: Confidence,
+        check: CheckResult,
+        *,
+        tokens: int = 0,
+        now: float | None = None,
+    ) -> bool:
+        """Post the root's answer with its check's verdict. True when the answer failed and
+        went back to the swarm as a synthesize task with the checker's output as feedback;
+        False when it was posted (passed, or out of re-checks or budget: complete.lua)."""
+        return self._complete(claim, worker, answer, confidence, check, tokens, now)[1]
+
+    def _complete(
+        self,
+        claim: Claim,
+        worker: str,
+        answer: str,
+        confidence: Confidence,
+        check: CheckResult | None,
+        tokens: int,
+        now: float | None,
+    ) -> tuple[SwarmState, bool]:
         reply = self._run(
             "complete",
             claim.task.id,
@@ -369,10 +402,12 @@ class Board:
             confidence.value,
             confidence.weight,
             tokens,
+            "" if check is None else check.verdict.value,
+            "" if check is None else check.output[:MAX_CHECK_OUTPUT],
         )
         if reply[0] == "lost":
             raise LeaseLost(f"task {claim.task.id}: lease lost, result dropped")
-        return SwarmState(reply[1])
+        return SwarmState(reply[1]), reply[2] == "sent_back"
 
     def split(
         self,
@@ -536,6 +571,12 @@ class Board:
             },
             "created": int(m["created"]),
             "finished": int(m["finished"]) if m.get("finished") else None,
+            # The root's check: '' when the purpose has none or no answer was checked yet.
+            "check": {
+                "verdict": m.get("check_verdict", ""),
+                "checks": integer(m.get("checks")),
+                "output": m.get("check_output", ""),
+            },
         }
 
     def answer(self) -> str | None:

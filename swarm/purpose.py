@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
+from swarm.check import Check, CheckError, CheckKind, find_fenced, parse_check
 from swarm.pheromone import decay_rate
 from swarm.protocol import Limits
 from swarm.requirements import MAX_STRENGTH, InvalidStrength, Requirements, check_strength
@@ -116,6 +117,7 @@ class Purpose:
     # What every task of the swarm needs of its worker (the root's requirements, which each
     # task made under it inherits as a floor: section 6a).
     requires: Requirements = field(default_factory=Requirements)
+    check: Check | None = None  # how the root's answer is checked (swarm/check.py)
 
 
 class PurposeError(ValueError):
@@ -125,7 +127,7 @@ class PurposeError(ValueError):
 MAX_BYTES = 256 * 1024
 MAX_TITLE = 120
 SANDBOXES = ("auto", "local", "e2b", "none")
-TOP_KEYS = ("name", "sandbox", "budgets", "pheromone", "requires")
+TOP_KEYS = ("name", "sandbox", "budgets", "pheromone", "requires", "check")
 REQUIRES_KEYS = ("min_strength", "needs_code")
 
 # Root tasks become task hashes like any split's children, so they obey a mind's tag bounds.
@@ -248,11 +250,51 @@ def parse_purpose(text: str, source: str = "<purpose>") -> Purpose:
     meta, body_start = _front_matter(lines, source)
     body = lines[body_start:]
     settings = _settings(meta, source)
-    text_out = "\n".join(body).strip()
+    body, check = _fenced_check(body, body_start, settings.check, source)
+    # The check block's lines are blanked, not removed, so later line numbers stay right;
+    # the text the minds see has neither the block nor the gap it leaves.
+    text_out = re.sub(r"\n{3,}", "\n\n", "\n".join(body)).strip()
     if not re.search(r"\w", text_out):
         _fail(source, "empty purpose: no text says what the swarm should achieve")
     tasks = _tasks(body, body_start, settings.budgets, source)
-    return replace(settings, title=_title(body), text=text_out, tasks=tasks)
+    if check is not None and check.kind is CheckKind.PYTHON and settings.sandbox == "none":
+        # it could never run: the swarm would end with every answer's check an error
+        _fail(source, "a python check runs in the sandbox, and this purpose has sandbox: none")
+    return replace(settings, title=_title(body), text=text_out, tasks=tasks, check=check)
+
+
+def _fenced_check(
+    body: list[str], offset: int, front: Check | None, source: str
+) -> tuple[list[str], Check | None]:
+    """The body with its ```check block blanked, and the purpose's check (front matter's or
+    the block's; never both). The block is YAML like the front matter's `check:` value."""
+    try:
+        found = find_fenced(body)
+    except CheckError as exc:
+        _fail(source, str(exc), None if exc.index is None else offset + exc.index + 1)
+    if found is None:
+        return body, front
+    start, end = found
+    line = offset + start + 1
+    if front is not None:
+        _fail(source, "a check in the front matter and a ```check block: keep one", line)
+    block = "\n".join(body[start + 1 : end])
+    if len(block) > MAX_FRONT_MATTER:
+        _fail(source, f"the ```check block is over {MAX_FRONT_MATTER // 1024} KiB", line)
+    try:
+        _node, value = _load_yaml(block, source)
+    except yaml.YAMLError as e:
+        problem = _cut(getattr(e, "problem", None) or str(e).splitlines()[0], 200)
+        _fail(source, f"the ```check block is not valid YAML: {problem}", line)
+    except PurposeError:
+        raise
+    except (ValueError, OverflowError, RecursionError) as e:
+        _fail(source, f"the ```check block has a value that cannot be read: {_cut(str(e))}", line)
+    try:
+        check = parse_check(value)
+    except CheckError as exc:
+        _fail(source, str(exc), line)
+    return [*body[:start], *([""] * (end - start + 1)), *body[end + 1 :]], check
 
 
 def _check_raw(text: str, source: str) -> None:
@@ -457,6 +499,7 @@ def _settings(meta: _Meta, source: str) -> Purpose:
         budgets=_numbers(meta, "budgets", Budgets(), _BUDGET_RANGES, source),
         tuning=_numbers(meta, "pheromone", Tuning(), _TUNING_RANGES, source),
         requires=_requires(meta, source),
+        check=_check(meta, source),
     )
 
 
@@ -483,6 +526,15 @@ def _requires(meta: _Meta, source: str) -> Requirements:
     except InvalidStrength as exc:
         _fail(source, str(exc), line)
     return Requirements(min_strength=min_strength, needs_code=code)
+
+
+def _check(meta: _Meta, source: str) -> Check | None:
+    if "check" not in meta.values:
+        return None
+    try:
+        return parse_check(meta.values["check"])
+    except CheckError as exc:
+        _fail(source, str(exc), meta.lines.get(("check",)))
 
 
 def _check_keys(

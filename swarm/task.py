@@ -75,6 +75,9 @@ class Task:
     # worker that can run code; at least its parent's (swarm/requirements.py)
     min_strength: int = 0
     needs_code: int = 0  # 1: only a worker that can run code may take it
+    feedback: str = ""  # the root: what its check said of the last answer it sent back
+    rejected: int = 0  # the root: answers its check sent back so far (complete.lua)
+    sent_back: str = ""  # the root: `fence|worker` of the last post sent back (a resend's reply)
 
     @classmethod
     def from_hash(cls, tid: str, h: dict[str, str], **known: Any) -> Task:

@@ -59,6 +59,8 @@ META_FIELDS = (
     "n_done",
     "n_dead",
     "n_cancelled",
+    "check_verdict",
+    "checks",
 )
 TASK_FIELDS = (
     "kind",
@@ -173,6 +175,8 @@ class Snapshot:
     initial: float = 1.0  # the pheromone of a fresh task, the heat bars' unit
     flow: tuple[ClassFlow, ...] = ()
     unmet: int = 0  # open tasks whose requirements no live worker meets (section 6a)
+    check: str = ""  # the verdict on the root's latest checked answer: pass | fail | error
+    checks: int = 0  # the root's answers checked so far
 
 
 @dataclass
@@ -593,6 +597,8 @@ def snapshot(
         events=tuple(first.tail),
         height=height,
         initial=_float(meta.get("initial"), 1.0) or 1.0,
+        check=meta.get("check_verdict") or "",
+        checks=_int(meta.get("checks")),
     )
 
 
@@ -669,6 +675,9 @@ def _titled_rule(title: Text, width: int) -> Text:
     return line
 
 
+CHECK_STYLES = {"pass": "green", "fail": "red"}
+
+
 def _header(snap: Snapshot, width: int) -> list[RenderableType]:
     top = Table.grid(expand=True, padding=(0, 1))
     top.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
@@ -678,6 +687,9 @@ def _header(snap: Snapshot, width: int) -> list[RenderableType]:
         state.append(f" ({snap.outcome})", style="cyan")
     elif snap.reason and snap.state == "wrapping":
         state.append(f" ({snap.reason})", style="magenta")
+    if snap.check:  # the purpose has a check and an answer was checked
+        style = CHECK_STYLES.get(snap.check, "yellow")
+        state.append(f"  check {safe_line(snap.check)[:12]} ({snap.checks})", style=style)
     top.add_row(
         Text.assemble((snap.swarm, "bold"), " · ", snap.title),
         Text.assemble(state, "  ", _duration(snap.elapsed_s)),

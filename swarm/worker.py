@@ -35,6 +35,7 @@ from swarm.board import (
     newest_running,
     stored_lease_s,
 )
+from swarm.check import Check, CheckError, CheckResult, Verdict, run_check
 from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import TURNS, Interrupted, Mind, MindError
@@ -55,6 +56,14 @@ from swarm.requirements import check_strength, default_strength
 from swarm.task import Kind, Task
 
 log = logging.getLogger("swarm.worker")
+
+
+def _run_code(runner: CodeRunner, code: str, timeout_s: float) -> ExecOutput:
+    try:
+        return runner.run(code, timeout_s)
+    except Exception as exc:  # a runner's failure is the check's error, not a worker crash
+        return ExecOutput(error=f"code execution failed: {type(exc).__name__}: {exc}"[:300])
+
 
 T = TypeVar("T")
 
@@ -144,6 +153,7 @@ class _SwarmInfo:
     title: str
     lease_s: float
     sandbox: str
+    check: str = ""  # the root's check as stored in meta (JSON), '' for none
 
 
 @dataclass
@@ -515,8 +525,11 @@ class Worker:
         """The swarm's fixed facts, read once per swarm."""
         found = self._shared.info(board.id)
         if found is None:
-            m = board.client.hmget(board.keys.meta, "purpose", "title", "lease_ms", "sandbox")
-            read = _SwarmInfo(m[0] or "", m[1] or "", stored_lease_s(m[2]), m[3] or "auto")
+            m = board.client.hmget(
+                board.keys.meta, "purpose", "title", "lease_ms", "sandbox", "check"
+            )
+            lease_s = stored_lease_s(m[2])
+            read = _SwarmInfo(m[0] or "", m[1] or "", lease_s, m[3] or "auto", m[4] or "")
             found = self._shared.keep_info(board.id, read)
         return found
 
@@ -721,11 +734,45 @@ class Worker:
             return False
 
     def _post_answer(self, held: _Held, action: Answer) -> None:
+        checked = self._check_root(held, action.answer)
+        if checked is not None:
+            self._post_checked(held, action, checked)
+            return
         done = partial(held.board.complete, held.claim, self.id, action.answer, action.confidence)
         posted = self._post(held, partial(done, tokens=held.tokens))
         held.charged = held.tokens
         if posted is not None:
             self._outcome(held, "answered", held.tokens)
+
+    def _check_root(self, held: _Held, answer: str) -> CheckResult | None:
+        """The verdict of the swarm's check on a root answer, before it is posted (None: not
+        the root, or no check). A python check runs where model code runs (the sandbox,
+        through the code runner), never in this process; the lease is renewed meanwhile."""
+        board = held.board
+        stored = self._info(board).check
+        if held.task.parent or not stored:  # only the root answer is checked
+            return None
+        try:
+            check = Check.from_json(stored)
+        except CheckError as exc:
+            return CheckResult(Verdict.ERROR, f"the swarm's check cannot be read: {exc}")
+        runner = self._runner(board)
+        run_code = None if runner is None else partial(_run_code, runner)
+        started = time.monotonic()
+        try:
+            return run_check(check, answer, run_code)
+        finally:
+            self.metrics.executed(time.monotonic() - started)
+
+    def _post_checked(self, held: _Held, action: Answer, checked: CheckResult) -> None:
+        """Post the root's answer with its verdict: complete.lua posts it, or sends it back."""
+        board, claim, tokens = held.board, held.claim, held.tokens
+        post = partial(board.complete_checked, claim, self.id, action.answer, action.confidence)
+        sent_back = self._post(held, partial(post, checked, tokens=tokens))
+        held.charged = tokens
+        if sent_back is not None:
+            outcome = "sent_back" if sent_back else "answered"
+            self._outcome(held, outcome, tokens, f"check {checked.verdict.value}: {checked.output}")
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
         runner = self._runner(board)

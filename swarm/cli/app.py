@@ -8,6 +8,7 @@ from swarm import __version__
 from swarm.cli import (
     control,
     dashboard,
+    evals,
     health,
     models,
     sandbox,
@@ -47,6 +48,7 @@ for command in (
     dashboard.dashboard,
     health.health,
     trails.trails,
+    evals.eval_,
 ):
     cli.add_command(command)
 

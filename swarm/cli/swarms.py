@@ -75,6 +75,10 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     if st["unmet"]:
         unmet = f"{st['unmet']} open task(s) no live worker meets the requirements of"
         out.print(Text(f"{unmet} (they die after {st['budgets']['unmet_s']:g} s)", style="red"))
+    check = st["check"]
+    if check["verdict"]:  # the root's answer was checked (the purpose has a check)
+        said = f"check {check['verdict']} after {check['checks']} check(s): {check['output']}"
+        out.print(Text(safe_line(said)))
 
 
 @click.command()
@@ -88,7 +92,13 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     st = board.status()
     answer = board.answer()
     if as_json:
-        data = {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
+        data = {
+            "id": board.id,
+            "state": st["state"],
+            "outcome": st["outcome"],
+            "answer": answer,
+            "check": st["check"]["verdict"] or None,  # pass | fail | error; None: not checked
+        }
         click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
     elif answer is not None:
         click.echo(safe_text(answer))

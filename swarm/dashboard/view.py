@@ -106,6 +106,8 @@ def payload(snap: Snapshot) -> dict[str, Any]:
         "bucket_s": BUCKET_S,
         "events": [dataclasses.asdict(e) for e in snap.events],
         "answer": None if answer is None else answer[:ANSWER_CHARS],
+        "check": snap.check,  # the verdict on the root's latest checked answer, '' for none
+        "checks": snap.checks,
     }
 
 

@@ -125,6 +125,12 @@ class SimMind:
         # Thinking is waiting on the interrupt, so an interrupted step ends at once.
         self._sleep = sleep or self._interrupted.wait
 
+    def reseed(self, run_seed: int) -> None:
+        """A fresh random stream for one run of an evaluation (swarm/evals), still set by
+        `seed`: runs differ from each other and repeat exactly."""
+        with self._lock:
+            self._rng = random.Random(f"{self.config.seed}|{run_seed}")
+
     def think(self, request: ThinkRequest) -> Thought:
         self._check()
         if self.config.think:

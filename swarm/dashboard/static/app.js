@@ -465,7 +465,8 @@ function compareIds(a, b) {
 }
 
 function drawAnswer(s) {
-  $("outcome").textContent = s.state === "done" ? `(${s.outcome})` : "";
+  const checked = s.check ? ` check ${s.check} after ${s.checks}` : "";
+  $("outcome").textContent = (s.state === "done" ? `(${s.outcome})` : "") + checked;
   const a = $("answer");
   if (s.answer !== null) {
     a.textContent = s.answer;
