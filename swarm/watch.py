@@ -59,6 +59,8 @@ META_FIELDS = (
     "n_done",
     "n_dead",
     "n_cancelled",
+    "check_verdict",
+    "checks",
 )
 TASK_FIELDS = (
     "kind",
@@ -72,7 +74,9 @@ TASK_FIELDS = (
     "pending",
     "injected_by",
 )
-WORKER_FIELDS = ("host", "mind", "current", "slots", "tasks", "tokens_per_s")
+WORKER_FIELDS = (
+    "host", "mind", "current", "slots", "tasks", "tokens_per_s", "class", "strength", "code",
+)  # fmt: skip
 STATES = ("open", "claimed", "waiting", "done", "dead", "cancelled")
 
 HOT = 5  # top of the open set shown on the "next" line
@@ -119,6 +123,22 @@ class WorkerRow:
     tasks: int = 0
     tokens_per_s: float = 0.0
     slots: int = 1
+    worker_class: str = ""
+    strength: int = 0  # what it offers against tasks' requirements (section 6a)
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class ClassFlow:
+    """Where work flows, per worker class (section 6a), from the events this watcher read:
+    tasks claimed, answered and failed (reaps included) by workers of the class, and tasks
+    escalated to it (claimed after another class failed them)."""
+
+    worker_class: str
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    escalated: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,10 @@ class Snapshot:
     events: tuple[EventRow, ...]
     height: int
     initial: float = 1.0  # the pheromone of a fresh task, the heat bars' unit
+    flow: tuple[ClassFlow, ...] = ()
+    unmet: int = 0  # open tasks whose requirements no live worker meets (section 6a)
+    check: str = ""  # the verdict on the root's latest checked answer: pass | fail | error
+    checks: int = 0  # the root's answers checked so far
 
 
 @dataclass
@@ -165,6 +189,8 @@ class WatchState:
     # worker -> the tasks it claimed and has not posted, newest last: fresher than the
     # heartbeat record, which is published only every lease/4
     holding: dict[str, list[str]] = field(default_factory=dict)
+    # worker class -> [claimed, done, failed, escalated] (ClassFlow), from the events
+    flow: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,6 +284,7 @@ def _follow(state: WatchState, events: list[EventRow], now_ms: int) -> None:
         if ev.type == "completed":
             b = ev.at // (BUCKET_S * 1000)
             state.buckets[b] = state.buckets.get(b, 0) + 1
+        _count_flow(state, ev)
         if ev.type == "claimed":
             state.holding.setdefault(ev.who, []).append(ev.task)
         elif ev.type in POSTED:
@@ -269,6 +296,27 @@ def _follow(state: WatchState, events: list[EventRow], now_ms: int) -> None:
     oldest = now_ms // (BUCKET_S * 1000) - BUCKETS
     for b in [b for b in state.buckets if b <= oldest]:
         del state.buckets[b]
+
+
+FLOW_CLASSES = 32  # classes counted at most (their names come from Redis)
+_FLOW_SLOT = {"claimed": 0, "completed": 1, "failed": 2, "reaped": 2}
+
+
+def _count_flow(state: WatchState, ev: EventRow) -> None:
+    slot = _FLOW_SLOT.get(ev.type)
+    name = _field(ev.detail, "class")
+    if slot is None or not name:
+        return
+    if name not in state.flow and len(state.flow) >= FLOW_CLASSES:
+        return
+    counts = state.flow.setdefault(name, [0, 0, 0, 0])
+    counts[slot] += 1
+    if ev.type == "claimed" and _field(ev.detail, "rule") == "escalated":
+        counts[3] += 1
+
+
+def _flow(state: WatchState) -> tuple[ClassFlow, ...]:
+    return tuple(ClassFlow(name, *counts) for name, counts in sorted(state.flow.items()))
 
 
 def _drop(tasks: list[str] | None, tid: str) -> None:
@@ -298,6 +346,7 @@ class _First:
     hot: list[tuple[str, float]]  # top of the open set, with stored scores
     seen: list[tuple[str, int]]  # the most recently seen workers, with their last beat (ms)
     workers_total: int
+    unmet: int
     tail: list[EventRow]  # the newest events, oldest first
     new: list[EventRow]  # events after the watcher's cursor
 
@@ -312,6 +361,7 @@ def _read_first(
     reads.hottest("hot", HOT)
     reads.workers_seen("seen", plan(height).workers if workers is None else workers)
     reads.workers_total("workers")
+    reads.unmet_count("unmet")
     # renewals are most of the stream and say nothing to a person: read extra, drop them
     reads.newest_events("tail", _tail_rows(height) * 4)
     since = f"({state.cursor}" if state.cursor else f"{now_ms - BUCKET_S * BUCKETS * 1000}-0"
@@ -324,6 +374,7 @@ def _read_first(
         hot=r["hot"],
         seen=r["seen"],
         workers_total=r["workers"],
+        unmet=r["unmet"],
         tail=tail[-_tail_rows(height) :],
         new=_events(r["new"]),
     )
@@ -470,6 +521,9 @@ def _workers(
                 tasks=_int(rec["tasks"]),
                 tokens_per_s=_float(rec["tokens_per_s"]),
                 slots=max(_int(rec["slots"], 1), 1),
+                worker_class=rec["class"] or "",
+                strength=_int(rec["strength"]),
+                code=rec["code"] == "1",
             )
         )
     return tuple(rows)
@@ -543,9 +597,13 @@ def snapshot(
         workers_alive=records.alive,
         workers_total=first.workers_total,
         throughput=_series(state, now_ms),
+        flow=_flow(state),
+        unmet=first.unmet,
         events=tuple(first.tail),
         height=height,
         initial=_float(meta.get("initial"), 1.0) or 1.0,
+        check=meta.get("check_verdict") or "",
+        checks=_int(meta.get("checks")),
     )
 
 
@@ -622,6 +680,9 @@ def _titled_rule(title: Text, width: int) -> Text:
     return line
 
 
+CHECK_STYLES = {"pass": "green", "fail": "red"}
+
+
 def _header(snap: Snapshot, width: int) -> list[RenderableType]:
     top = Table.grid(expand=True, padding=(0, 1))
     top.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
@@ -631,6 +692,9 @@ def _header(snap: Snapshot, width: int) -> list[RenderableType]:
         state.append(f" ({snap.outcome})", style="cyan")
     elif snap.reason and snap.state == "wrapping":
         state.append(f" ({snap.reason})", style="magenta")
+    if snap.check:  # the purpose has a check and an answer was checked
+        style = CHECK_STYLES.get(snap.check, "yellow")
+        state.append(f"  check {safe_line(snap.check)[:12]} ({snap.checks})", style=style)
     top.add_row(
         Text.assemble((snap.swarm, "bold"), " · ", snap.title),
         Text.assemble(state, "  ", _duration(snap.elapsed_s)),
@@ -747,12 +811,36 @@ def _workers_title(snap: Snapshot, width: int) -> Text:
     return _titled_rule(title, width)
 
 
+def _profile(w: WorkerRow) -> str:
+    """A worker's class and what it offers: 'onnx:phi3 s2 code'."""
+    return f"{w.worker_class} s{w.strength}" + (" code" if w.code else "")
+
+
+def _flow_line(snap: Snapshot) -> Text:
+    """Where work flows: per worker class, answered / failed, and tasks escalated to it."""
+    line = Text("by class ", style="bold", no_wrap=True, overflow="ellipsis")
+    for n, f in enumerate(snap.flow):
+        if n:
+            line.append(" · ", style="bright_black")
+        line.append(f.worker_class, style="cyan")
+        line.append(f" {f.done} done", style="green")
+        if f.failed:
+            line.append(f" {f.failed} failed", style="red")
+        if f.escalated:
+            line.append(f" {f.escalated} escalated to it", style="yellow")
+    if snap.unmet:
+        line.append(" · " if snap.flow else "", style="bright_black")
+        line.append(f"{snap.unmet} open task(s) no live worker meets", style="red")
+    return line
+
+
 def _workers_table(snap: Snapshot, width: int, rows: int) -> RenderableType:
     if not snap.workers:
         return Text("no workers yet: start one with `swarm worker`", style="bright_black")
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(width=1)
     table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")  # id
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # class
     table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # host
     table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # current task
     table.add_column(no_wrap=True, justify="right")  # tokens/s
@@ -762,6 +850,7 @@ def _workers_table(snap: Snapshot, width: int, rows: int) -> RenderableType:
         table.add_row(
             mark,
             Text(w.id + seen, style="" if w.alive else "red"),
+            Text(_profile(w), style="cyan"),
             Text(w.host, style="bright_black"),
             Text(
                 f"on #{w.current}" if w.current else "idle", style="yellow" if w.current else "dim"
@@ -819,14 +908,17 @@ def render(snap: Snapshot, width: int = 80, height: int | None = None) -> Render
     snap = shown(snap)
     p = plan(height or snap.height, len(snap.workers))
     spare = max(p.tree - len(snap.tree), 0)  # a small tree leaves room for more events
+    # its line comes out of the events' rows
+    flow = [_flow_line(snap)] if snap.flow or snap.unmet else []
     return Group(
         *_header(snap, width),
         _tree_title(snap, width),
         _tree(snap, width, p.tree),
         _workers_title(snap, width),
         _workers_table(snap, width, p.workers),
+        *flow,
         _titled_rule(Text("events", style="bold"), width),
-        _events_lines(snap, width, p.events + spare),
+        _events_lines(snap, width, max(p.events + spare - len(flow), 1)),
     )
 
 
