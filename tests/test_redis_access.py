@@ -141,7 +141,9 @@ def test_a_worker_whose_user_may_not_run_scripts_exits_1_with_one_line(server: S
         "limited", enabled=True, passwords=["+limited pw"], keys=["*"], channels=["*"],
         commands=["+@all", "-evalsha", "-eval", "-script"],
     )  # fmt: skip
-    done = _swarm(server, "limited", "limited pw", "worker", "--mind", "sim", "--swarm", board.id)
+    done = _swarm(
+        server, "limited", "limited pw", "worker", "--mind", "sim", "--no-code", "--swarm", board.id
+    )
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
