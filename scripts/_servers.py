@@ -122,7 +122,8 @@ class Server:
             return "(no log)"
 
     def kill(self) -> None:
-        """SIGKILL: a crash. With AOF, what was written before stays (section 10 of DESIGN)."""
+        """SIGKILL: a crash. With AOF, what was written before stays (docs/architecture.md,
+        section 10)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _servers import start_server  # noqa: E402
 
+from swarm import scripts  # noqa: E402
 from swarm.board import Board, TaskContext  # noqa: E402
 from swarm.minds.sim import SimConfig, SimMind  # noqa: E402
 from swarm.protocol import ActionKind, Answer, ThinkRequest  # noqa: E402
@@ -81,38 +82,24 @@ def _level_sizes(leaves: int, fanout: int) -> list[int]:
     return sizes
 
 
-# Writes one level of the bulk tree, `count` tasks from id `first`, in the layout of
-# split.lua (task hash, children list, and for leaves `open` and `traits`). Bench-only: it
-# builds task keys from the prefixes, which the product's scripts do only where unavoidable.
+# Writes tasks first..last of one level of the bulk tree with `new_task` (swarm/lua/_lib.lua),
+# as split.lua makes them, under parents that are already there; the leaves get spread-out
+# scores. Bench-only: the product makes tasks only in seed, split and inject.
 BULK_LUA = """
-local TASK, CHILDREN, OPEN, TRAITS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local first, count, level_first, parent_first = tonumber(ARGV[1]), tonumber(ARGV[2]),
+local first, last, level_first, parent_first = tonumber(ARGV[1]), tonumber(ARGV[2]),
   tonumber(ARGV[3]), tonumber(ARGV[4])
-local fanout, depth, leaf, next_size, now = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1',
-  tonumber(ARGV[8]), ARGV[9]
-local paths = {}
-for i = first, first + count - 1 do
-  local j = i - level_first
-  local parent = tostring(parent_first + math.floor(j / fanout))
-  local path = paths[parent]
-  if not path then
-    local pp = redis.call('HGET', TASK .. parent, 'path')
-    path = (pp == false or pp == '') and parent or (pp .. ',' .. parent)
-    paths[parent] = path
-  end
-  local tid = tostring(i)
-  redis.call('HSET', TASK .. tid, 'parent', parent, 'depth', depth, 'kind', 'work', 'path', path,
-    'title', 't' .. tid, 'detail', '', 'tags', '', 'attempts', 0, 'priority', 0,
-    'created', now, 'updated', now, 'state', leaf and 'open' or 'waiting')
-  redis.call('RPUSH', CHILDREN .. parent, tid)
-  if leaf then
-    redis.call('ZADD', OPEN, string.format('%.17g', (i * 7919 % 1000) * 1e-6), tid)
-    redis.call('HSET', TRAITS, tid, 'work|0|' .. depth .. '|' .. now .. '|')
-  else
-    redis.call('HSET', TASK .. tid, 'pending', math.min(fanout, next_size - j * fanout))
-  end
+local fanout, leaf, now = tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
+if first == 1 then  -- the seeded root is open: it becomes the waiting parent of the tree
+  take_open('0')
+  move('0', 'open', 'waiting', now)
 end
-return count
+for i = first, last do
+  local parent = tostring(parent_first + math.floor((i - level_first) / fanout))
+  local score = leaf and (i * 7919 % 1000) * 1e-6 or 0
+  new_task({id = tostring(i), parent = parent, title = 't' .. i,
+    state = leaf and 'open' or 'waiting'}, now, score)
+end
+return last - first + 1
 """
 
 
@@ -129,26 +116,17 @@ def bulk_swarm(client: Any, leaves: int, *, fanout: int = FANOUT, epsilon: float
         tuning=Tuning(epsilon=epsilon),
     )
     board = Board.seed(client, purpose)
-    k, now = board.keys, board.now_ms()
-    pipe = client.pipeline(transaction=False)
-    # The seeded root is open; it becomes the waiting parent of the bulk tree.
-    pipe.zrem(k.open, "0")
-    pipe.hdel(k.traits, "0")
-    pipe.hset(k.task("0"), mapping={"state": "waiting", "pending": sizes[1]})
-    counters = {"tasks": total, "next_id": total - 1, "n_open": leaves, "n_waiting": total - leaves}
-    pipe.hset(k.meta, mapping=counters)
-    pipe.execute()
-    write = client.register_script(BULK_LUA)
-    level_keys = [k.task_prefix, k.children_prefix, k.open, k.traits]
+    now = board.now_ms()
+    write = client.register_script(scripts.prelude() + BULK_LUA)
     first = [0]
     for d in range(1, depth + 1):
         first.append(first[-1] + sizes[d - 1])
-        next_size = sizes[d + 1] if d < depth else 0
         for start in range(0, sizes[d], 20_000):
             count = min(20_000, sizes[d] - start)
-            args = [first[d] + start, count, first[d], first[d - 1], fanout, d,
-                    int(d == depth), next_size, now]  # fmt: skip
-            write(keys=level_keys, args=args)
+            lo = first[d] + start
+            args = [lo, lo + count - 1, first[d], first[d - 1], fanout, int(d == depth), now]
+            write(keys=board._script_keys, args=args)
+    client.hset(board.keys.meta, "next_id", total - 1)
     return Bulk(board, leaves, total)
 
 

@@ -21,18 +21,18 @@ import redis.cluster
 
 from swarm import keys
 from swarm.keys import SwarmKeys
-from swarm.pheromone import MAX_LEVEL, decay_rate, level
+from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
-from swarm.purpose import check_ranges
+from swarm.purpose import DEFAULT_LEASE_S, check_ranges, settings
+from swarm.reads import Reads
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
-from swarm.task import Kind, State, SwarmState, Task
+from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
     from swarm.purpose import Purpose
 
 Clock = Callable[[], float]
 
-EVENTS_MAX = 10_000
 CANCEL_WALK_LIMIT = 100_000
 HEARTBEAT_MAX_S = 5.0  # workers beat every lease/4, but at least this often
 
@@ -47,6 +47,18 @@ def stale_s(lease_s: float) -> float:
     return 2.5 * heartbeat_s(lease_s)
 
 
+def stored_lease_s(lease_ms: Any) -> float:
+    """A swarm's lease from its meta's `lease_ms` (read from Redis, so untrusted): the
+    default lease when it is missing or not a positive number."""
+    ms = _number(lease_ms, 0.0)
+    return ms / 1000 if ms > 0 else DEFAULT_LEASE_S
+
+
+def stale_ms(lease_ms: Any) -> int:
+    """How long after its last beat a worker of a swarm with this `lease_ms` is stale (ms)."""
+    return int(stale_s(stored_lease_s(lease_ms)) * 1000)
+
+
 class BoardError(RuntimeError):
     """Something on the blackboard is not as the caller expected."""
 
@@ -57,6 +69,11 @@ class NoSuchSwarm(BoardError):
 
 class LeaseLost(BoardError):
     """The task was reaped or taken over; this worker's result must be dropped."""
+
+
+class InvalidRequest(ValueError):
+    """A person's request refused before it reaches Redis (a boost or an injected task out of
+    bounds): the command shows why, nothing is written."""
 
 
 class SplitRefused(BoardError):
@@ -108,32 +125,29 @@ class ClaimOutcome:
     swarm_state: str = ""
 
 
-def _context(task: Task, reply: Sequence[Any]) -> TaskContext:
-    """Tasks from read_context's lean reply (only the fields a prompt uses are read)."""
-    ancestry_reply, siblings_reply, children_reply = reply
-    ancestry = tuple(
-        Task(id=str(i), parent="", depth=n, kind=Kind.WORK, title=title, detail=detail)
-        for n, (i, title, detail) in enumerate(ancestry_reply)
+def named(flat: Sequence[Any]) -> dict[str, Any]:
+    """A script's flat name/value reply as a dict: replies are decoded by name (_lib.lua)."""
+    return {str(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+
+def _strings(flat: Sequence[Any]) -> dict[str, str]:
+    return {name: str(value) for name, value in named(flat).items()}
+
+
+def _task(flat: Sequence[Any]) -> Task:
+    """A task from a flat name/value list that names its id."""
+    fields = _strings(flat)
+    return Task.from_hash(fields.pop("id", ""), fields)
+
+
+def _context(reply: Sequence[Any]) -> TaskContext:
+    """read_context's reply: each task holds only the fields a prompt uses (_lib.lua)."""
+    parts = named(reply)
+    return TaskContext(
+        ancestry=tuple(_task(t) for t in parts["ancestry"]),
+        siblings=tuple(_task(t) for t in parts["siblings"]),
+        children=tuple(_task(t) for t in parts["children"]),
     )
-    siblings = tuple(
-        Task(
-            id=str(i), parent=task.parent, depth=task.depth, kind=Kind.WORK, title=title,
-            state=State.DONE, result=result, confidence=confidence,
-        )
-        for i, title, result, confidence in siblings_reply
-    )  # fmt: skip
-    children = tuple(
-        Task(
-            id=str(i), parent=task.id, depth=task.depth + 1, kind=Kind.WORK, title=title or "",
-            state=State(state or "open"), result=result, confidence=confidence, reason=reason,
-        )
-        for i, state, title, result, confidence, reason in children_reply
-    )  # fmt: skip
-    return TaskContext(ancestry, siblings, children)
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def _slug(text: str) -> str:
@@ -155,32 +169,14 @@ def new_swarm_id(name: str = "") -> str:
 
 
 def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str | int | float]:
-    b, t = purpose.budgets, purpose.tuning
     return {
         "id": swarm_id,
         "name": purpose.name,
         "title": purpose.title,
         "purpose": purpose.text,
         "sandbox": purpose.sandbox,
-        "max_tasks": b.max_tasks,
-        "max_depth": b.max_depth,
-        "max_tokens": b.max_tokens,
-        "max_attempts": b.max_attempts,
-        "max_children": b.max_children,
-        "lease_ms": int(b.lease_s * 1000),
-        "deadline": now_ms + int(b.deadline_s * 1000),
-        "deadline_s": b.deadline_s,
-        "half_life_s": t.half_life_s,
-        "lambda": repr(decay_rate(t.half_life_s)),
-        "initial": t.initial,
-        "q": t.q,
-        "rho_fail": t.rho_fail,
-        "alpha": t.alpha,
-        "beta": t.beta,
-        "epsilon": t.epsilon,
-        "candidates": t.candidates,
-        "synth_bonus": t.synth_bonus,
-        "events_max": EVENTS_MAX,
+        **settings(purpose.budgets, purpose.tuning),
+        "deadline": now_ms + int(purpose.budgets.deadline_s * 1000),
     }
 
 
@@ -284,7 +280,7 @@ class Board:
         self,
         worker: str,
         *,
-        lease_s: float = 60.0,
+        lease_s: float = DEFAULT_LEASE_S,
         skills: Iterable[str] = (),
         reap_limit: int = 8,
         now: float | None = None,
@@ -300,26 +296,27 @@ class Board:
             ",".join(skills),
             reap_limit,
         )
-        status = ClaimStatus(reply[0])
+        status, fields = ClaimStatus(reply[0]), named(reply[1:])
         if status is ClaimStatus.EMPTY:
-            return ClaimOutcome(status, held_elsewhere=int(reply[1]))
+            return ClaimOutcome(status, held_elsewhere=int(fields["held"]))
         if status is ClaimStatus.CLOSED:
-            return ClaimOutcome(status, swarm_state=str(reply[1]))
+            return ClaimOutcome(status, swarm_state=str(fields["state"]))
         if status is ClaimStatus.PAUSED:
             return ClaimOutcome(status, swarm_state=SwarmState.PAUSED.value)
-        tid, fence, flat, meta = str(reply[1]), int(reply[2]), reply[3], reply[4]
-        task = Task.from_hash(tid, _pairs(flat))
+        task = Task.from_hash(str(fields["id"]), _strings(fields["task"]))
+        # a budget missing from meta reads as the default, as it does in the scripts
+        swarm = {**settings(), **named(fields["swarm"])}
         claim = Claim(
             task=task,
-            fence=fence,
-            swarm_state=SwarmState(meta[0]),
-            tasks=int(meta[1]),
-            max_tasks=int(meta[2]),
-            max_depth=int(meta[3]),
-            max_children=int(meta[4]),
-            context=_context(task, reply[5]),
+            fence=int(fields["fence"]),
+            swarm_state=SwarmState(swarm["state"]),
+            tasks=int(swarm["tasks"]),
+            max_tasks=int(swarm["max_tasks"]),
+            max_depth=int(swarm["max_depth"]),
+            max_children=int(swarm["max_children"]),
+            context=_context(fields["context"]),
         )
-        return ClaimOutcome(status, claim=claim, swarm_state=meta[0])
+        return ClaimOutcome(status, claim=claim, swarm_state=str(swarm["state"]))
 
     def renew(self, claim: Claim, worker: str, *, lease_s: float, now: float | None = None) -> bool:
         return bool(
@@ -433,6 +430,10 @@ class Board:
         check_boost(amount)
         return bool(self._run_once("boost", request, task_id, repr(amount), who, self.now_ms(now)))
 
+    def default_boost(self, *, now: float | None = None) -> float:
+        """What a boost deposits when a person names no amount: enough to be taken next."""
+        return min(BOOST_OVER_TOP * max(self.top_pheromone(now=now), 1.0), MAX_LEVEL)
+
     def pause(self, who: str, *, now: float | None = None, request: str | None = None) -> bool:
         return bool(self._run_once("pause", request, who, self.now_ms(now)))
 
@@ -440,6 +441,10 @@ class Board:
         return bool(self._run_once("resume", request, who, self.now_ms(now)))
 
     # -- reads --------------------------------------------------------------------------------
+
+    def reads(self) -> Reads:
+        """Reads of this swarm to send in one round trip, answered by name (swarm/reads.py)."""
+        return Reads(self.client, self.keys)
 
     def meta(self) -> dict[str, str]:
         found: dict[str, str] = self.client.hgetall(self.keys.meta)
@@ -472,12 +477,13 @@ class Board:
 
     def context(self, task: Task) -> TaskContext:
         """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
-        return _context(task, self._run("context", task.id))
+        return _context(self._run("context", task.id))
 
-    def workers_alive(self, *, lease_ms: int | None = None, now: float | None = None) -> int:
+    def workers_alive(self, *, lease_ms: Any = None, now: float | None = None) -> int:
+        """Workers whose last beat is fresh, by the swarm's lease (`lease_ms`: read if None)."""
         if lease_ms is None:
-            lease_ms = int(self.client.hget(self.keys.meta, "lease_ms") or 60_000)
-        since = self.now_ms(now) - int(stale_s(lease_ms / 1000) * 1000)
+            lease_ms = self.client.hget(self.keys.meta, "lease_ms")
+        since = self.now_ms(now) - stale_ms(lease_ms)
         return int(self.client.zcount(self.keys.workers, since, "+inf"))
 
     def status(self, *, now: float | None = None) -> dict[str, Any]:
@@ -493,7 +499,7 @@ class Board:
             "by_state": by_state,
             "tokens": int(m.get("tokens", 0)),
             "completions": int(m.get("completions", 0)),
-            "workers_alive": self.workers_alive(lease_ms=int(m.get("lease_ms", 60_000)), now=now),
+            "workers_alive": self.workers_alive(lease_ms=m.get("lease_ms", ""), now=now),
             "budgets": {
                 "max_tasks": int(m["max_tasks"]),
                 "max_depth": int(m["max_depth"]),
@@ -577,11 +583,16 @@ class Board:
         return sum(level(s, t_s, _number(lam, 0)) for s in scores)
 
 
+# A default boost outweighs everything the claim rule now weighs, so the task is taken next
+# (unless a worker explores at random, with probability epsilon).
+BOOST_OVER_TOP = 100.0
+
+
 def check_boost(amount: float) -> float:
-    """A boost is a positive, finite amount of at most MAX_LEVEL (ValueError otherwise)."""
+    """A boost is a positive, finite amount of at most MAX_LEVEL (InvalidRequest otherwise)."""
     if not isinstance(amount, int | float) or not 0 < amount <= MAX_LEVEL:
         # NaN fails the comparison too; inf and 1e308 are over the cap
-        raise ValueError(f"a boost must be a number > 0 and <= {MAX_LEVEL:g}, got {amount!r}")
+        raise InvalidRequest(f"a boost must be a number > 0 and <= {MAX_LEVEL:g}, got {amount!r}")
     return float(amount)
 
 
@@ -589,6 +600,25 @@ def list_swarms(client: Any, limit: int = 50) -> list[str]:
     """Swarm ids, newest first; an index entry that is not a valid swarm id is skipped
     (anything on Redis is untrusted, and such an id could not name a swarm's keys)."""
     return [sid for sid in client.zrevrange(keys.INDEX, 0, limit - 1) if keys.is_swarm_id(sid)]
+
+
+def swarm_summaries(
+    client: Any, fields: Sequence[str], limit: int = 50
+) -> list[tuple[str, dict[str, str | None]]]:
+    """The newest swarms (`list_swarms`) with their `state` and these fields of their meta,
+    in one round trip after the index; one with no state (its meta gone) is left out. What
+    `ls` and the dashboard's list show."""
+    ids = list_swarms(client, limit)
+    names = ["state", *(f for f in fields if f != "state")]
+    pipe = client.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hmget(SwarmKeys(sid).meta, names)
+    found = []
+    for sid, values in zip(ids, pipe.execute() if ids else [], strict=True):
+        meta = dict(zip(names, values, strict=True))
+        if meta["state"] is not None:
+            found.append((sid, meta))
+    return found
 
 
 def _number(value: Any, default: float) -> float:
@@ -621,17 +651,19 @@ def _checked_injection(title: str, detail: str, tags: Sequence[str]) -> tuple[st
     limits = Limits()
     title = " ".join(title.split())
     if not title:
-        raise ValueError("an injected task needs a title")
+        raise InvalidRequest("an injected task needs a title")
     if len(title) > INJECT_MAX_TITLE:
-        raise ValueError(
+        raise InvalidRequest(
             f"title longer than {INJECT_MAX_TITLE} characters: put the rest in --detail"
         )
     if len(detail) > INJECT_MAX_DETAIL:
-        raise ValueError(f"detail longer than {INJECT_MAX_DETAIL} characters")
+        raise InvalidRequest(f"detail longer than {INJECT_MAX_DETAIL} characters")
     clean = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
     if len(clean) > limits.max_tags:
-        raise ValueError(f"{len(clean)} tags, at most {limits.max_tags} allowed")
+        raise InvalidRequest(f"{len(clean)} tags, at most {limits.max_tags} allowed")
     for tag in clean:
         if len(tag) > limits.max_tag or any(c in tag for c in ",|"):
-            raise ValueError(f"bad tag {tag!r}: at most {limits.max_tag} characters, no ',' or '|'")
+            raise InvalidRequest(
+                f"bad tag {tag!r}: at most {limits.max_tag} characters, no ',' or '|'"
+            )
     return title, clean

@@ -113,10 +113,20 @@ def _first(*values: str | None) -> str | None:
     return next((v for v in values if v), None)
 
 
+# Unset SWARM_HOME, state has two homes on purpose: the embedded Valkey's data belongs to
+# the folder `swarm up` runs in, pulled models (gigabytes) to the user, shared by projects.
+LOCAL_HOME = ".swarm"
+USER_HOME = "~/.swarm"
+
+
+def swarm_home(env: Mapping[str, str], default: str) -> Path:
+    """$SWARM_HOME when set (and not empty), else `default` (LOCAL_HOME or USER_HOME)."""
+    return Path(env.get("SWARM_HOME") or default).expanduser()
+
+
 def data_dir(env: Mapping[str, str] = os.environ) -> Path:
     """Where local state lives (the embedded Valkey's data): $SWARM_HOME, else ./.swarm."""
-    home = env.get("SWARM_HOME")
-    return Path(home).expanduser() if home else Path(".swarm")
+    return swarm_home(env, LOCAL_HOME)
 
 
 def mask_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""`swarm health worker|executor`: is the worker or executor on this host doing its job?
+"""Is the worker or executor on this host doing its job? (`swarm health worker|executor`)
 
 Container healthchecks run it beside the process they judge, so "this host" is the container:
 a worker is healthy when its heartbeat on a running swarm is fresh (or no swarm wants work, and
@@ -10,17 +10,12 @@ saying why: `docker inspect` shows it as the health log.
 from __future__ import annotations
 
 import os
-import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import click
-
-from swarm.board import Board, list_swarms, stale_s
-from swarm.config import ConnectionFailed, connect, redis_settings
+from swarm.board import Board, list_swarms, stale_ms
 from swarm.task import SwarmState
 
 # The states in which a worker serves a swarm and keeps its heartbeat on it.
@@ -54,8 +49,7 @@ def worker_health(
     now_ms = int((time.time() if now is None else now) * 1000)
     for sid in served:
         board = Board(client, sid)
-        lease_ms = int(client.hget(board.keys.meta, "lease_ms") or 60_000)
-        since = now_ms - int(stale_s(lease_ms / 1000) * 1000)
+        since = now_ms - stale_ms(client.hget(board.keys.meta, "lease_ms"))
         fresh = client.zrangebyscore(board.keys.workers, since, "+inf", start=0, num=_MAX_WORKERS)
         pipe = client.pipeline(transaction=False)
         for wid in fresh:
@@ -93,7 +87,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _model_check(mind: str | None, model: str | None, env: Mapping[str, str]) -> str:
+def model_check(mind: str | None, model: str | None, env: Mapping[str, str]) -> str:
     """Why an onnx worker could not think here, or "" (other minds need no local model)."""
     kind, _, rest = (mind or "onnx").partition(":")
     if kind != "onnx":
@@ -105,51 +99,3 @@ def _model_check(mind: str | None, model: str | None, env: Mapping[str, str]) ->
     except ModelError as exc:
         return str(exc)
     return ""
-
-
-def _report(health: Health) -> None:
-    click.echo(("healthy: " if health.ok else "unhealthy: ") + health.why)
-    sys.exit(0 if health.ok else 1)
-
-
-@click.group("health")
-def health() -> None:
-    """Exit 0 when this host's worker or executor is working (for container healthchecks)."""
-
-
-@health.command("worker")
-@click.option("--redis", "redis_url", help="Redis URL (default $SWARM_REDIS_URL).")
-@click.option("--mind", envvar="SWARM_MIND", help="The worker's mind ($SWARM_MIND).")
-@click.option("--model", envvar="SWARM_MODEL", help="The worker's model ($SWARM_MODEL).")
-def worker(redis_url: str | None, mind: str | None, model: str | None) -> None:
-    """This host's worker beats on a swarm that wants work, or none wants any."""
-    try:
-        client = connect(_settings(redis_url))
-        check = lambda: _model_check(mind, model, os.environ)  # noqa: E731
-        result = worker_health(client, socket.gethostname(), model_check=check)
-    except ConnectionFailed as exc:
-        result = Health(False, str(exc))
-    _report(result)
-
-
-@health.command("executor")
-@click.option("--redis", "redis_url", help="Redis URL of the exec queue (default: as executor).")
-@click.option("--queue", help="The queue (default: $SWARM_EXEC_QUEUE or swarm-exec).")
-def executor(redis_url: str | None, queue: str | None) -> None:
-    """An executor process of this host is registered on the exec queue."""
-    from swarm.sandbox.client import exec_connection, exec_queue_name
-    from swarm.sandbox.commands import exec_settings
-
-    try:
-        conn = exec_connection(exec_settings(redis_url))
-        result = executor_health(conn, queue or exec_queue_name(), socket.gethostname())
-    except ConnectionFailed as exc:
-        result = Health(False, str(exc))
-    _report(result)
-
-
-def _settings(redis_url: str | None) -> Any:
-    settings = redis_settings(redis_url)
-    if settings is None:
-        raise click.ClickException("no Redis named: pass --redis URL or set SWARM_REDIS_URL")
-    return settings

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swarm.config import USER_HOME, swarm_home
+
 CONFIG_FILE = "genai_config.json"
 
 
@@ -78,8 +80,7 @@ FOR_PROVIDER = {
 
 def models_home(env: Mapping[str, str] | None = None) -> Path:
     """Where pulled models live: `$SWARM_HOME/models`, by default `~/.swarm/models`."""
-    env = os.environ if env is None else env
-    return Path(env.get("SWARM_HOME") or "~/.swarm").expanduser() / "models"
+    return swarm_home(os.environ if env is None else env, USER_HOME) / "models"
 
 
 # Where `swarm model pull` cannot run (a container whose models mount is read-only), the

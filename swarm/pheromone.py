@@ -1,4 +1,4 @@
-"""Pheromone math, forward-decayed in log space (DESIGN section 5).
+"""Pheromone math, forward-decayed in log space (docs/architecture.md section 5).
 
 The Lua scripts do the same arithmetic on the server; this mirror lets tests check them
 and lets `swarm watch` turn a stored score into a current level without writing anything.
@@ -31,11 +31,6 @@ def logaddexp(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-def score_of(amount: float, t_s: float, lam: float) -> float:
-    """The stored score of a fresh deposit of `amount` made `t_s` seconds after the epoch."""
-    return math.log(amount) + lam * t_s
-
-
 def level(score: float, t_s: float, lam: float) -> float:
     """The pheromone a stored score stands for at `t_s` seconds after the epoch.
 
@@ -46,11 +41,6 @@ def level(score: float, t_s: float, lam: float) -> float:
     if math.isnan(exponent):
         return 0.0
     return math.exp(min(exponent, LOG_MAX_LEVEL))
-
-
-def deposit(score: float, amount: float, t_s: float, lam: float) -> float:
-    """The stored score after depositing `amount` at `t_s`."""
-    return logaddexp(score, score_of(amount, t_s, lam))
 
 
 def lowered(score: float, rho_fail: float) -> float:

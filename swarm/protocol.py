@@ -28,7 +28,7 @@ class Confidence(str, Enum):
 
     @property
     def weight(self) -> float:
-        """The factor a success deposit is scaled by (DESIGN section 5: q * confidence)."""
+        """The factor a success deposit is scaled by (q * confidence: docs/architecture.md 5)."""
         return {"low": 0.3, "medium": 0.6, "high": 1.0}[self.value]
 
 
@@ -269,25 +269,3 @@ def parse_action(
     _check_keys(data, {"action", "code", "why"})
     why = _need_str(data, "why", limits.max_reason, 0) if "why" in data else ""
     return Code(_need_str(data, "code", limits.max_code), why)
-
-
-def action_to_json(action: Action) -> str:
-    """The canonical JSON of an action (what a well-behaved mind would have written)."""
-    if isinstance(action, Answer):
-        obj: dict[str, Any] = {
-            "action": "answer",
-            "answer": action.answer,
-            "confidence": action.confidence.value,
-        }
-    elif isinstance(action, Split):
-        obj = {
-            "action": "split",
-            "subtasks": [
-                {"title": s.title, "detail": s.detail, **({"tags": list(s.tags)} if s.tags else {})}
-                for s in action.subtasks
-            ],
-            "reason": action.reason,
-        }
-    else:
-        obj = {"action": "code", "code": action.code, "why": action.why}
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -18,12 +18,17 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
+from swarm.pheromone import decay_rate
 from swarm.protocol import Limits
+
+DEFAULT_LEASE_S = 60.0  # a lease, when neither the purpose nor the swarm names one
+EVENTS_MAX = 10_000  # events a swarm's stream keeps
 
 
 @dataclass(frozen=True)
 class Budgets:
-    """Hard limits the blackboard enforces atomically (DESIGN section 2, "Bounded")."""
+    """Hard limits the blackboard enforces atomically, so every swarm terminates
+    (docs/architecture.md section 10)."""
 
     max_tasks: int = 200
     max_depth: int = 3
@@ -31,12 +36,12 @@ class Budgets:
     deadline_s: float = 3600.0
     max_attempts: int = 3
     max_children: int = 5
-    lease_s: float = 60.0
+    lease_s: float = DEFAULT_LEASE_S
 
 
 @dataclass(frozen=True)
 class Tuning:
-    """Pheromone and claim-rule parameters (DESIGN sections 5 and 6)."""
+    """Pheromone and claim-rule parameters (docs/architecture.md sections 5 and 6)."""
 
     half_life_s: float = 120.0
     initial: float = 1.0  # deposit on every new task
@@ -47,6 +52,35 @@ class Tuning:
     epsilon: float = 0.05  # chance of a uniform pick over all open tasks
     candidates: int = 16  # K: how many of the top open tasks the claim rule weighs
     synth_bonus: float = 4.0  # eta bonus of synthesize tasks, so branches close
+
+
+def settings(budgets: Budgets | None = None, tuning: Tuning | None = None) -> dict[str, float]:
+    """The numbers a swarm's meta holds for its budgets and tuning, as the scripts read them.
+
+    With the defaults, they are also what a script assumes for a meta field that is missing
+    (`DEFAULTS` in the Lua prelude, swarm/scripts.py): one source, so the two never differ.
+    """
+    b, t = budgets or Budgets(), tuning or Tuning()
+    return {
+        "max_tasks": b.max_tasks,
+        "max_depth": b.max_depth,
+        "max_tokens": b.max_tokens,
+        "max_attempts": b.max_attempts,
+        "max_children": b.max_children,
+        "lease_ms": int(b.lease_s * 1000),
+        "deadline_s": b.deadline_s,
+        "half_life_s": t.half_life_s,
+        "lambda": decay_rate(t.half_life_s),
+        "initial": t.initial,
+        "q": t.q,
+        "rho_fail": t.rho_fail,
+        "alpha": t.alpha,
+        "beta": t.beta,
+        "epsilon": t.epsilon,
+        "candidates": t.candidates,
+        "synth_bonus": t.synth_bonus,
+        "events_max": EVENTS_MAX,
+    }
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from typing import Any
 
 from redis.commands.core import Script
 
+from swarm.purpose import settings
+
 NAMES = (
     "seed",
     "claim",
@@ -43,8 +45,20 @@ def source(name: str, *, flags: bool = True) -> str:
     shebang, _, rest = body.partition("\n")
     if not shebang.startswith("#!lua"):
         raise ValueError(f"swarm/lua/{name}.lua must start with its #!lua shebang")
-    prelude = (lua / "_lib.lua").read_text("utf-8")
-    return (shebang + "\n" if flags else "") + prelude + "\n" + rest
+    return (shebang + "\n" if flags else "") + prelude() + "\n" + rest
+
+
+@cache
+def prelude() -> str:
+    """What every script starts with: DEFAULTS, then `_lib.lua` (the shared functions, among
+    them `new_task`, which a bench or test that builds tasks in bulk also uses)."""
+    return _defaults() + (resources.files("swarm") / "lua" / "_lib.lua").read_text("utf-8")
+
+
+def _defaults() -> str:
+    """The Lua table of what a missing meta field reads as: the purpose defaults."""
+    pairs = ", ".join(f'["{name}"] = {value!r}' for name, value in settings().items())
+    return f"local DEFAULTS = {{{pairs}}}\n"
 
 
 def scripts_for(client: Any) -> dict[str, Script]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, get_type_hints
 
 
 class State(str, Enum):
@@ -38,11 +40,16 @@ class SwarmState(str, Enum):
 
 @dataclass(frozen=True)
 class Task:
+    """A task hash decoded. Its attributes are the one list of a task hash's fields (with `id`,
+    which names the key): `from_hash` decodes each by its type, and a field added here is read
+    everywhere Python reads tasks. A field a task is born with also goes in `_lib.lua`'s
+    NEW_TASK_FIELDS, the one place Lua creates tasks (docs/architecture.md, adding a field)."""
+
     id: str
-    parent: str
-    depth: int
-    kind: Kind
-    title: str
+    parent: str = ""
+    depth: int = 0
+    kind: Kind = Kind.WORK
+    title: str = ""
     detail: str = ""
     tags: tuple[str, ...] = ()
     state: State = State.OPEN
@@ -57,33 +64,29 @@ class Task:
     created: int = 0
     updated: int = 0
     path: tuple[str, ...] = ()  # ancestor ids, root first
-
-    @property
-    def is_root(self) -> bool:
-        return self.parent == ""
+    pending: int = 0  # children not yet terminal, while waiting
+    injected_by: str = ""  # the person who injected it, if one did
+    score: float = 0.0  # its pheromone score when claimed, restored if it is given back
 
     @classmethod
     def from_hash(cls, tid: str, h: dict[str, str]) -> Task:
-        """Build a Task from the decoded fields of its Redis hash."""
-        tags = h.get("tags", "")
-        return cls(
-            id=tid,
-            parent=h.get("parent", ""),
-            depth=int(h.get("depth", 0)),
-            kind=Kind(h.get("kind", Kind.WORK.value)),
-            title=h.get("title", ""),
-            detail=h.get("detail", ""),
-            tags=tuple(t for t in tags.split(",") if t),
-            state=State(h.get("state", State.OPEN.value)),
-            attempts=int(h.get("attempts", 0)),
-            owner=h.get("owner", ""),
-            fence=int(h.get("fence", 0)),
-            result=h.get("result", ""),
-            confidence=h.get("confidence", ""),
-            tokens=int(h.get("tokens", 0)),
-            priority=int(h.get("priority", 0)),
-            reason=h.get("reason", ""),
-            created=int(h.get("created", 0)),
-            updated=int(h.get("updated", 0)),
-            path=tuple(p for p in h.get("path", "").split(",") if p),
-        )
+        """Build a Task from the decoded fields of its Redis hash (absent fields: defaults)."""
+        return cls(id=tid, **{name: _DECODERS[name](h[name]) for name in FIELDS if name in h})
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v for v in value.split(",") if v)
+
+
+_BY_TYPE: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    Kind: Kind,
+    State: State,
+    tuple[str, ...]: _csv,
+}
+_DECODERS = {name: _BY_TYPE[hint] for name, hint in get_type_hints(Task).items() if name != "id"}
+FIELDS: tuple[str, ...] = tuple(_DECODERS)  # every field of a task hash, in Task's order
+INT_FIELDS = tuple(name for name in FIELDS if _DECODERS[name] is int)
+LIST_FIELDS = tuple(name for name in FIELDS if _DECODERS[name] is _csv)  # comma-separated

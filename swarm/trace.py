@@ -1,4 +1,4 @@
-"""A swarm's whole trace: `swarm export` (json or md), `swarm rm`, and `swarm inject`.
+"""A swarm's whole trace: what `swarm export` writes (json or md) and `swarm rm` deletes.
 
 Export and rm walk every task, following the child lists down from the root in pipelined
 chunks (never SCAN or KEYS), so they cost a few round trips per thousand tasks and work on a
@@ -7,38 +7,32 @@ Redis Cluster, where all of one swarm's keys live on one slot.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
-
-import click
+from collections.abc import Iterator
+from typing import Any
 
 from swarm import keys as key_names
-from swarm.board import Board, BoardError
-from swarm.display import json_safe, md_block, md_inline, safe_line
-from swarm.errors import checked_swarm_id, checked_swarm_ids, user_errors
+from swarm.board import BoardError
+from swarm.display import md_block, md_inline
 from swarm.keys import SwarmKeys
-from swarm.task import SwarmState
+from swarm.reads import Reads
+from swarm.task import INT_FIELDS, LIST_FIELDS, SwarmState
 
 CHUNK = 1000  # commands per pipeline: big enough to amortise the round trip, small enough
 # not to hold the server or the client's memory for long
 
 FORMAT = "swarm-export/1"
+# The task fields an export carries (swarm-export/1: a format others read, so it changes only
+# with its version); each is decoded as its type in swarm/task.py `Task`.
 TASK_ORDER = (
     "id", "parent", "depth", "kind", "title", "detail", "tags", "state", "attempts", "owner",
     "result", "confidence", "tokens", "reason", "injected_by", "created", "updated",
 )  # fmt: skip
-INT_FIELDS = ("depth", "attempts", "tokens", "created", "updated", "priority", "fence", "pending")
 TUNING = (
     "half_life_s", "initial", "q", "rho_fail", "alpha", "beta", "epsilon", "candidates",
     "synth_bonus",
 )  # fmt: skip
 LIVE_STATES = (SwarmState.RUNNING.value, SwarmState.PAUSED.value, SwarmState.WRAPPING.value)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 # -- walking a whole swarm ----------------------------------------------------------------------
 
@@ -60,17 +54,15 @@ def walk(
     while level:
         nxt: list[str] = []
         for chunk in _chunks(level):
-            pipe = client.pipeline(transaction=False)
+            reads = Reads(client, keys)
             for tid in chunk:
                 if hashes:
-                    pipe.hgetall(keys.task(tid))
-                pipe.lrange(keys.children(tid), 0, -1)
-            replies = pipe.execute()
-            step = 2 if hashes else 1
-            for i, tid in enumerate(chunk):
-                h = replies[i * step] if hashes else {}
-                kids = [k for k in replies[i * step + step - 1] if k not in found]
-                found[tid] = (dict(h), kids)
+                    reads.task((tid, "hash"), tid)
+                reads.child_ids((tid, "children"), tid)
+            r = reads.run()
+            for tid in chunk:
+                kids = [k for k in r[tid, "children"] if k not in found]
+                found[tid] = (r[tid, "hash"] if hashes else {}, kids)
                 nxt.extend(kids)
         level = nxt
     return found
@@ -97,7 +89,7 @@ def _task_record(tid: str, h: dict[str, str]) -> dict[str, Any]:
         value: Any = h.get(name, "")
         if name in INT_FIELDS:
             value = int(value or 0)
-        elif name == "tags":
+        elif name in LIST_FIELDS:
             value = [t for t in str(value).split(",") if t]
         rec[name] = value
     return rec
@@ -257,118 +249,3 @@ def delete_swarm(client: Any, swarm_id: str) -> int:
         deleted += int(client.unlink(*chunk))
     client.zrem(key_names.INDEX, swarm_id)
     return deleted
-
-
-# -- commands ----------------------------------------------------------------------------------
-
-
-def _options(fn: F) -> F:
-    fn = click.option(
-        "--swarm",
-        "swarm_id",
-        metavar="ID",
-        callback=checked_swarm_id,
-        help="Which swarm (default: newest).",
-    )(fn)
-    return click.option(
-        "--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL)."
-    )(fn)
-
-
-def _board(redis_url: str | None, swarm_id: str | None) -> Board:
-    from swarm.cli import _board as board_of
-    from swarm.cli import _client
-
-    return board_of(_client(redis_url), swarm_id)
-
-
-def _who() -> str:
-    from swarm.cli import _who as who
-
-    return who()
-
-
-@click.command()
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "md"]), help="Default: from -o, else json."
-)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout."
-)
-@_options
-@user_errors
-def export(
-    fmt: str | None, output: Path | None, redis_url: str | None, swarm_id: str | None
-) -> None:
-    """Write a swarm's whole trace: purpose, task tree, every result, events, budgets spent."""
-    board = _board(redis_url, swarm_id)
-    data = export_swarm(board.client, board.id)
-    fmt = fmt or (
-        "md" if output is not None and output.suffix.lower() in (".md", ".markdown") else "json"
-    )
-    text = (
-        to_markdown(data)
-        if fmt == "md"
-        else json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
-    )
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    output.write_text(text, encoding="utf-8")
-    click.echo(
-        f"wrote {output} ({data['task_count']} tasks, {len(data['events'])} events)", err=True
-    )
-
-
-@click.command()
-@click.argument("swarm_ids", metavar="ID...", nargs=-1, required=True, callback=checked_swarm_ids)
-@click.option(
-    "--force", is_flag=True, help="Also remove a swarm that is still running (cancels it first)."
-)
-@click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
-@user_errors
-def rm(swarm_ids: tuple[str, ...], force: bool, redis_url: str | None) -> None:
-    """Delete swarms and everything they left on Redis (see `swarm ls`)."""
-    from swarm.cli import _client
-
-    client = _client(redis_url)
-    for sid in swarm_ids:
-        board = Board(client, sid)
-        state = client.hget(board.keys.meta, "state")
-        if state is None and client.zscore(key_names.INDEX, sid) is None:
-            raise BoardError(f"no swarm {sid!r} on this Redis")
-        if state in LIVE_STATES:
-            if not force:
-                raise BoardError(
-                    f"swarm {sid} is {state}: cancel it first (swarm cancel --all --swarm {sid})"
-                    " or pass --force"
-                )
-            # Cancel first, so workers serving it see it closed and stop claiming.
-            board.cancel(None, _who(), reason="removed")
-        n = delete_swarm(client, sid)
-        click.echo(f"removed {sid} ({n} keys)")
-
-
-@click.command()
-@click.argument("text")
-@click.option("--parent", default="0", show_default=True, help="A waiting task to add it under.")
-@click.option(
-    "--tags", default="", help="Comma-separated tags (workers with these skills prefer it)."
-)
-@click.option(
-    "--detail", default="", help="More about the task, shown to the worker that takes it."
-)
-@_options
-@user_errors
-def inject(
-    text: str, parent: str, tags: str, detail: str, redis_url: str | None, swarm_id: str | None
-) -> None:
-    """Add a task to the running swarm, under the root or another waiting task.
-
-    The parent must be waiting on its children (split, not yet synthesising); it then waits
-    for the new task too, whose answer reaches the final one. The task budget applies; the
-    max_children limit of a split does not (a person may add more).
-    """
-    board = _board(redis_url, swarm_id)
-    tid = board.inject(text, _who(), parent=parent, detail=detail, tags=tags.split(","))
-    click.echo(safe_line(f"injected task {tid} under {parent} in {board.id}"))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import click
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -31,8 +30,7 @@ from swarm.config import (
     redis_settings,
     start_embedded,
 )
-from swarm.display import safe_line, safe_text
-from swarm.errors import USER_ERRORS, one_line
+from swarm.display import safe_line
 from swarm.purpose import load_purpose
 from swarm.task import SwarmState
 from swarm.watch import WatchState, render, snapshot
@@ -116,7 +114,7 @@ def _executor_available() -> bool:
     if not system.executor_can_run_here():
         return False
     try:
-        import swarm.sandbox.commands  # noqa: F401
+        import swarm.sandbox.executor  # noqa: F401  (the executor needs rq)
     except ImportError:
         return False
     return True
@@ -237,35 +235,3 @@ def run_up(opts: UpOptions) -> str:
         if st["state"] != SwarmState.DONE.value or st["outcome"] != "answered":
             raise UpError(f"swarm {board.id} ended {st['state']} ({st['outcome'] or 'no answer'})")
         return board.answer() or ""
-
-
-@click.command()
-@click.argument("purpose", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--workers", "-n", default=2, show_default=True, type=click.IntRange(1, 256))
-@click.option("--mind", default=None, help="sim:..., onnx[:DIR] or openai:URL#MODEL.")
-@click.option("--model", default=None, help="ORT GenAI model folder (default $SWARM_MODEL).")
-@click.option(
-    "--redis", "redis_url", metavar="URL", help="Use this Redis instead of an embedded Valkey."
-)
-@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--no-code", is_flag=True, help="Do not run model-written code.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def up(
-    purpose: str,
-    workers: int,
-    mind: str | None,
-    model: str | None,
-    redis_url: str | None,
-    slots: int,
-    no_code: bool,
-    quiet: bool,
-) -> None:
-    """Seed PURPOSE, run N workers on it, and print the final answer."""
-    opts = UpOptions(purpose, workers, mind, model, redis_url, slots, not no_code, not quiet)
-    try:
-        answer = run_up(opts)
-    except UpError as exc:
-        raise click.ClickException(safe_text(exc)) from None  # may end with worker log tails
-    except USER_ERRORS as exc:
-        raise one_line(exc) from None
-    click.echo(safe_text(answer))

@@ -12,23 +12,21 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import redis
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from swarm.board import NoSuchSwarm, list_swarms, stale_s
+from swarm.board import Board, NoSuchSwarm, list_swarms, stale_ms
 from swarm.display import safe_line
-from swarm.errors import checked_swarm_id
-from swarm.keys import SwarmKeys
 from swarm.outage import describe, is_outage
 from swarm.pheromone import level
+from swarm.reads import Reads
 
 # -- what one frame reads ----------------------------------------------------------------------
 
@@ -218,17 +216,15 @@ class _Fetched:
     n_children: int
 
 
-def _queue_task(pipe: Any, keys: SwarmKeys, tid: str, child_cap: int) -> None:
-    pipe.hmget(keys.task(tid), TASK_FIELDS)
-    pipe.zscore(keys.open, tid)
-    pipe.lrange(keys.children(tid), 0, child_cap - 1)
-    pipe.llen(keys.children(tid))
+def _queue_task(reads: Reads, tid: str, child_cap: int) -> None:
+    reads.task((tid, "fields"), tid, TASK_FIELDS)
+    reads.open_score((tid, "score"), tid)
+    reads.child_ids((tid, "children"), tid, child_cap)
+    reads.child_count((tid, "n"), tid)
 
 
-def _take_task(replies: Iterable[Any]) -> _Fetched:
-    values, score, child_ids, n = replies
-    fields = {k: v for k, v in zip(TASK_FIELDS, values, strict=True) if v is not None}
-    return _Fetched(fields, None if score is None else float(score), list(child_ids), int(n))
+def _take_task(r: dict[Hashable, Any], tid: str) -> _Fetched:
+    return _Fetched(r[tid, "fields"], r[tid, "score"], r[tid, "children"], r[tid, "n"])
 
 
 def _round_robin(lists: Sequence[Sequence[str]], budget: int) -> list[str]:
@@ -246,7 +242,7 @@ def _round_robin(lists: Sequence[Sequence[str]], budget: int) -> list[str]:
     return picked
 
 
-def _events(replies: Iterable[Any]) -> list[EventRow]:
+def _events(replies: Iterable[tuple[str, dict[str, str]]]) -> list[EventRow]:
     rows = []
     for eid, f in replies:
         extra = {k: v for k, v in f.items() if k not in ("type", "task", "worker", "at")}
@@ -318,32 +314,32 @@ class _First:
     new: list[EventRow]  # events after the watcher's cursor
 
 
-def _read_first(
-    client: Any, keys: SwarmKeys, state: WatchState, height: int, now_ms: int
-) -> _First:
-    caps = plan(height)
-    pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.meta, META_FIELDS)
+def _read_first(board: Board, state: WatchState, height: int, now_ms: int) -> _First:
+    reads = board.reads()
+    reads.meta("meta", META_FIELDS)
     # the root's children fill the tree when there are few workers to show
-    _queue_task(pipe, keys, "0", plan(height, 1).tree)
-    pipe.zrevrange(keys.open, 0, HOT - 1, withscores=True)
-    pipe.zrevrange(keys.workers, 0, caps.workers - 1, withscores=True)
-    pipe.zcard(keys.workers)
+    _queue_task(reads, "0", plan(height, 1).tree)
+    reads.hottest("hot", HOT)
+    reads.workers_seen("seen", plan(height).workers)
+    reads.workers_total("workers")
     # renewals are most of the stream and say nothing to a person: read extra, drop them
-    pipe.xrevrange(keys.events, "+", "-", count=_tail_rows(height) * 4)
+    reads.newest_events("tail", _tail_rows(height) * 4)
     since = f"({state.cursor}" if state.cursor else f"{now_ms - BUCKET_S * BUCKETS * 1000}-0"
-    pipe.xrange(keys.events, since, "+", count=EVENT_BATCH)
-    r = pipe.execute()
-    tail = [e for e in _events(reversed(r[8])) if e.type != "renewed"]
+    reads.events_from("new", since, EVENT_BATCH)
+    r = reads.run()
+    tail = [e for e in _events(r["tail"]) if e.type != "renewed"]
     return _First(
-        meta=dict(zip(META_FIELDS, r[0], strict=True)),
-        root=_take_task(r[1:5]),
-        hot=[(tid, float(score)) for tid, score in r[5]],
-        seen=[(wid, int(at)) for wid, at in r[6]],
-        workers_total=int(r[7]),
+        meta=r["meta"],
+        root=_take_task(r, "0"),
+        hot=r["hot"],
+        seen=r["seen"],
+        workers_total=r["workers"],
         tail=tail[-_tail_rows(height) :],
-        new=_events(r[9]),
+        new=_events(r["new"]),
     )
+
+
+HOT_FIELDS = ("title", "kind", "depth")
 
 
 @dataclass
@@ -351,34 +347,29 @@ class _Records:
     """Reads that ride on the tree's first level: the hot tasks' titles, the shown workers'
     records and the count of live workers (which needs the lease from the first round trip)."""
 
-    keys: SwarmKeys
     hot: list[str]
     workers: list[str]
     alive_since: int
-    hot_records: list[Any] = field(default_factory=list)
-    worker_records: list[Any] = field(default_factory=list)
+    hot_records: list[dict[str, str]] = field(default_factory=list)
+    worker_records: list[dict[str, str | None]] = field(default_factory=list)
     alive: int = 0
 
-    def queue(self, pipe: Any) -> int:
+    def queue(self, reads: Reads) -> None:
         for tid in self.hot:
-            pipe.hmget(self.keys.task(tid), "title", "kind", "depth")
+            reads.task(("hot", tid), tid, HOT_FIELDS)
         for wid in self.workers:
-            pipe.hmget(self.keys.worker(wid), WORKER_FIELDS)
-        pipe.zcount(self.keys.workers, self.alive_since, "+inf")
-        return len(self.hot) + len(self.workers) + 1
+            reads.worker(("worker", wid), wid, WORKER_FIELDS)
+        reads.workers_since("alive", self.alive_since)
 
-    def take(self, replies: list[Any]) -> None:
-        n = len(self.hot)
-        self.hot_records = replies[:n]
-        self.worker_records = replies[n : n + len(self.workers)]
-        self.alive = int(replies[-1])
+    def take(self, r: dict[Hashable, Any]) -> None:
+        self.hot_records = [r["hot", tid] for tid in self.hot]
+        self.worker_records = [r["worker", wid] for wid in self.workers]
+        self.alive = r["alive"]
 
 
-def _walk(
-    client: Any, keys: SwarmKeys, root: _Fetched, rows: int, records: _Records
-) -> dict[str, _Fetched]:
+def _walk(board: Board, root: _Fetched, rows: int, records: _Records) -> dict[str, _Fetched]:
     """The visible tree, breadth first under a row budget, one round trip per level; the
-    first level's pipeline also carries `records`, so a frame always costs at least two."""
+    first level's round trip also carries `records`, so a frame always costs at least two."""
     fetched = {"0": root}
     frontier = ["0"]
     first = True
@@ -387,15 +378,16 @@ def _walk(
         if not ids and not first:
             break
         cap = rows - len(fetched) - len(ids)  # rows left for the next level's children
-        pipe = client.pipeline(transaction=False)
+        reads = board.reads()
         for tid in ids:
-            _queue_task(pipe, keys, tid, max(cap, 0))
-        n_extra = records.queue(pipe) if first else 0
-        replies = list(pipe.execute())
-        for i, tid in enumerate(ids):
-            fetched[tid] = _take_task(replies[4 * i : 4 * i + 4])
+            _queue_task(reads, tid, max(cap, 0))
         if first:
-            records.take(replies[4 * len(ids) : 4 * len(ids) + n_extra])
+            records.queue(reads)
+        r = reads.run()
+        for tid in ids:
+            fetched[tid] = _take_task(r, tid)
+        if first:
+            records.take(r)
         frontier = ids if cap > 0 else []
         first = False
     return fetched
@@ -466,15 +458,14 @@ def _heat_fn(meta: dict[str, Any], now_ms: int) -> Heat:
 
 def _stale_ms(meta: dict[str, Any]) -> int:
     """When a worker counts as stale: the rule the workers' heartbeat is built on."""
-    return int(stale_s(_int(meta.get("lease_ms"), 60_000) / 1000) * 1000)
+    return stale_ms(meta.get("lease_ms"))
 
 
 def _workers(
     seen: list[tuple[str, int]], records: _Records, state: WatchState, now_ms: int, stale_ms: int
 ) -> tuple[WorkerRow, ...]:
     rows = []
-    for (wid, at), values in zip(seen, records.worker_records, strict=True):
-        rec = dict(zip(WORKER_FIELDS, values, strict=True))
+    for (wid, at), rec in zip(seen, records.worker_records, strict=True):
         # what the events say it holds is fresher than its last heartbeat's `current`
         held = state.holding.get(wid)
         current = ",".join(held[-max(_int(rec["slots"], 1), 1) :]) if held else rec["current"]
@@ -524,23 +515,24 @@ def snapshot(
     if state is None or state.swarm != swarm_id:
         state = _reset(state, swarm_id)
     now_ms = int((time.time() if now is None else now) * 1000)
-    keys = SwarmKeys(swarm_id)
-    first = _read_first(client, keys, state, height, now_ms)
+    board = Board(client, swarm_id)
+    first = _read_first(board, state, height, now_ms)
     meta = first.meta
     if meta["state"] is None:
         raise NoSuchSwarm(f"no swarm {swarm_id!r} on this Redis")
     stale_ms = _stale_ms(meta)
-    records = _Records(
-        keys, [t for t, _ in first.hot], [w for w, _ in first.seen], now_ms - stale_ms
-    )
-    fetched = _walk(client, keys, first.root, plan(height, len(first.seen)).tree, records)
+    records = _Records([t for t, _ in first.hot], [w for w, _ in first.seen], now_ms - stale_ms)
+    fetched = _walk(board, first.root, plan(height, len(first.seen)).tree, records)
     _follow(state, first.new, now_ms)
     heat = _heat_fn(meta, now_ms)
     tree = _tree_rows(fetched, heat)
     hot = tuple(
-        TaskRow(tid, 0, v[1] or "work", "open", v[0] or "", depth=_int(v[2]), heat=heat(score))
+        TaskRow(
+            tid, 0, v.get("kind") or "work", "open", v.get("title") or "",
+            depth=_int(v.get("depth")), heat=heat(score),
+        )
         for (tid, score), v in zip(first.hot, records.hot_records, strict=True)
-    )
+    )  # fmt: skip
     elapsed = _elapsed_s(meta, now_ms)
     return Snapshot(
         swarm=swarm_id,
@@ -909,74 +901,3 @@ def periodic(
             console.print(message(f"Redis unavailable ({exc}); retrying", "red"))
         console.file.flush()
         sleep(every_s)
-
-
-@click.command()
-@click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
-@click.option(
-    "--swarm",
-    "swarm_id",
-    metavar="ID",
-    callback=checked_swarm_id,
-    help="Which swarm (default: the newest).",
-)
-@click.option("--once", is_flag=True, help="Print one frame and exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON and exit.")
-@click.option(
-    "--refresh",
-    default=3.0,
-    show_default=True,
-    type=click.FloatRange(2, 4),
-    help="Frames per second.",
-)
-@click.option(
-    "--every",
-    "every_s",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, None),
-    help="Without a terminal: seconds between the frames printed.",
-)
-def watch(
-    redis_url: str | None,
-    swarm_id: str | None,
-    once: bool,
-    as_json: bool,
-    refresh: float,
-    every_s: float,
-) -> None:
-    """Live view of a swarm: tasks, pheromone, workers, throughput, budgets, events."""
-    from swarm.cli import _client
-    from swarm.errors import USER_ERRORS, one_line
-
-    try:
-        client = _client(redis_url)
-        if once or as_json:
-            _print_once(client, swarm_id, as_json)
-            return
-        console = Console()
-        if console.is_terminal:
-            live(client, swarm_id, refresh, console)
-        else:
-            periodic(client, swarm_id, every_s, Console(highlight=False))
-    except USER_ERRORS as exc:
-        raise one_line(exc) from None
-    except redis.RedisError as exc:
-        if not is_outage(exc):
-            raise
-        raise click.ClickException(safe_line(describe(exc))) from None
-    except KeyboardInterrupt:
-        pass  # Live has restored the screen and the cursor on its way out
-
-
-def _print_once(client: Any, swarm_id: str | None, as_json: bool) -> None:
-    sid = resolve_swarm(client, swarm_id)
-    if sid is None:
-        raise click.ClickException("no swarm on this Redis yet: run `swarm seed PURPOSE`")
-    console = Console(highlight=False)
-    # One line short of the terminal, so the prompt after the frame does not scroll it away.
-    snap = snapshot(client, sid, height=max(console.height - 1, 12))
-    if as_json:
-        click.echo(to_json(snap))
-    else:
-        console.print(render(snap, console.width))

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +33,7 @@ from swarm.board import (
     SplitRefused,
     heartbeat_s,
     newest_running,
+    stored_lease_s,
 )
 from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
@@ -48,7 +50,8 @@ from swarm.protocol import (
     Split,
     ThinkRequest,
 )
-from swarm.task import Kind
+from swarm.purpose import DEFAULT_LEASE_S
+from swarm.task import Kind, Task
 
 log = logging.getLogger("swarm.worker")
 
@@ -66,7 +69,6 @@ TRANSIENT = (
     redis.exceptions.TryAgainError,
 )
 
-DEFAULT_LEASE_S = 60.0  # the heartbeat's pace before any swarm's lease is known
 BEAT_RETRY_S = 0.5  # after an unexpected heartbeat error, the next try
 INTERRUPT_WAIT_S = 10.0  # after an interrupt, how long slots get to leave the mind
 
@@ -94,14 +96,38 @@ class WorkerConfig:
     name: str = ""
 
 
+class Step(str, Enum):
+    """What one turn of a slot came to."""
+
+    WORKED = "worked"  # a task was claimed and handled: claim again at once
+    IDLE = "idle"  # nothing to do now (or Redis is away): wait a little, then try again
+    FINISHED = "finished"  # nothing more for this slot (burst done, swarm gone): it ends
+
+
 @dataclass
 class _Held:
+    """One task from its claim to its post: everything the worker keeps about it.
+
+    The slot that claimed it alone reads and writes `allowed`, `executions`, `tokens` and
+    `charged`. `renewed` and `lost` are shared with the heartbeat (which renews the lease or
+    finds it lost) and the shutdown (which releases it): they are read and written only
+    through `_Shared`, under its lock.
+    """
+
     board: Board
     claim: Claim
     lease_s: float
     renewed: float  # monotonic seconds of the claim or the latest renewal
-    lost: bool = False
+    lost: bool = False  # the lease is gone (reaped, taken over, released): post nothing
     started: float = field(default_factory=time.monotonic)
+    allowed: frozenset[ActionKind] = frozenset()  # what the next step may do
+    executions: list[Execution] = field(default_factory=list)  # code runs so far, in order
+    tokens: int = 0  # spent since the board last charged them (a refused split is charged)
+    charged: int = 0  # tokens posted with the task's split or answer (the worker's count)
+
+    @property
+    def task(self) -> Task:
+        return self.claim.task
 
 
 @dataclass(frozen=True)
@@ -121,9 +147,11 @@ class _Stats:
 
 
 class _Shared:
-    """What the slot threads and the heartbeat thread share, behind one lock: the tasks held,
-    the boards met, each swarm's facts, the swarm being served and those finished. Callers
-    get copies, never the containers, so no thread iterates what another one changes."""
+    """Everything the slot threads, the heartbeat thread and the shutdown share, behind one
+    lock: the tasks held (and each one's renewal time and lost flag), the boards met, each
+    swarm's facts, the swarm being served and those finished, the heartbeat's schedule, and
+    the worker's counters. Callers get copies, never the containers, so no thread iterates
+    what another one changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -132,6 +160,9 @@ class _Shared:
         self._infos: dict[str, _SwarmInfo] = {}
         self._finished: set[str] = set()
         self._current: str | None = None
+        self._stats = _Stats()
+        self._due = 0.0  # monotonic time of the next heartbeat
+        self._beating = True  # false once the shutdown released what was held
 
     def hold(self, held: _Held) -> None:
         with self._lock:
@@ -142,13 +173,30 @@ class _Shared:
             if self._held.get(held.claim.task.id) is held:
                 del self._held[held.claim.task.id]
 
-    def holds(self, held: _Held) -> bool:
-        with self._lock:
-            return self._held.get(held.claim.task.id) is held
-
     def held(self) -> list[_Held]:
         with self._lock:
             return list(self._held.values())
+
+    def renewed(self, held: _Held, at: float) -> None:
+        with self._lock:
+            held.renewed = at
+
+    def last_renewed(self, held: _Held) -> float:
+        with self._lock:
+            return held.renewed
+
+    def lose(self, held: _Held, *, if_held: bool = False) -> bool:
+        """Mark the task's lease lost (with `if_held`, only while its slot still holds it, not
+        once it posted); True when it was marked."""
+        with self._lock:
+            if if_held and self._held.get(held.task.id) is not held:
+                return False
+            held.lost = True
+            return True
+
+    def lost(self, held: _Held) -> bool:
+        with self._lock:
+            return held.lost
 
     def board(self, sid: str, make: Callable[[], Board]) -> Board:
         with self._lock:
@@ -194,6 +242,39 @@ class _Shared:
     def serve(self, sid: str | None) -> None:
         with self._lock:
             self._current = sid
+
+    # the heartbeat's schedule
+
+    def due(self) -> float:
+        with self._lock:
+            return self._due
+
+    def plan_beat(self, at: float) -> None:
+        with self._lock:
+            self._due = at
+
+    def beating(self) -> bool:
+        with self._lock:
+            return self._beating
+
+    def stop_beating(self) -> None:
+        with self._lock:
+            self._beating = False
+
+    # the worker's counters, for its record
+
+    def count_thought(self, think_s: float) -> None:
+        with self._lock:
+            self._stats.think_s += think_s
+
+    def count_task(self, tokens: int) -> None:
+        with self._lock:
+            self._stats.tasks += 1
+            self._stats.tokens += tokens
+
+    def stats(self) -> _Stats:
+        with self._lock:
+            return replace(self._stats)
 
 
 class _Advice:
@@ -282,14 +363,11 @@ class Worker:
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._shared = _Shared()
-        # The heartbeat sleeps on `_wake` until `_due` (monotonic): a task with a shorter
-        # lease than the schedule allows, a mind about to block, or the shutdown wakes it.
+        # The heartbeat sleeps on `_wake` until its planned time (`_shared.due()`): a task
+        # with a shorter lease than the schedule allows, a mind about to block, or the
+        # shutdown wakes it.
         self._wake = threading.Event()
-        self._due = 0.0
-        self._beating = True
         self._advice = _Advice(config.slots)
-        self._stats = _Stats()
-        self._stats_lock = threading.Lock()
         self._outage = OutageNotice(log)  # refusals: a full, read-only, busy Redis
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -326,14 +404,14 @@ class Worker:
         # Every wait below hands the GIL over; without going first, each would wait out
         # one of the model's native calls.
         with TURNS.first():
-            self._beating = False  # no renewal may follow the release below
+            self._shared.stop_beating()  # no renewal may follow the release below
             self._wake.set()
             beat.join(INTERRUPT_WAIT_S)
             held = self._shared.held()
             # Bounded: with Redis gone for good, the leases expire and others reap the tasks.
             until = time.monotonic() + 10.0
             for h in held:
-                h.lost = True  # whatever its slot thinks now is not posted
+                self._shared.lose(h)  # whatever its slot thinks now is not posted
                 self._retry(lambda h=h: h.board.release(h.claim, self.id), until=until)  # type: ignore[misc]
                 self._outcome(h, "released", detail="worker stopping")
             self.mind.interrupt()
@@ -421,7 +499,7 @@ class Worker:
         found = self._shared.info(board.id)
         if found is None:
             m = board.client.hmget(board.keys.meta, "purpose", "title", "lease_ms", "sandbox")
-            read = _SwarmInfo(m[0] or "", m[1] or "", int(m[2] or 60000) / 1000, m[3] or "auto")
+            read = _SwarmInfo(m[0] or "", m[1] or "", stored_lease_s(m[2]), m[3] or "auto")
             found = self._shared.keep_info(board.id, read)
         return found
 
@@ -431,52 +509,50 @@ class Worker:
         idle = 0.01
         while not self._stop.is_set():
             try:
-                progressed = self._step()
+                step = self._step()
                 self._outage_over()
             except redis.RedisError as exc:
                 if not is_outage(exc):
                     raise
                 self.metrics.redis_error()
                 self._saw_outage(exc)
-                progressed = None
+                step = Step.IDLE
             except NoSuchSwarm:
                 if self.config.swarm_id is not None:
                     log.error("swarm %s does not exist", self.config.swarm_id)
                     return
-                progressed = None
-            if progressed is False:
+                step = Step.IDLE
+            if step is Step.FINISHED:
                 return
-            if progressed:
+            if step is Step.WORKED:
                 idle = 0.01
                 continue
             self._stop.wait(idle * (0.5 + self._rng.random()))
             idle = min(idle * 2, self.config.poll_s)
 
-    def _step(self) -> bool | None:
-        """One claim. True: did work; None: nothing now, wait; False: this slot is finished."""
+    def _step(self) -> Step:
+        """One claim, and the task it brings if any."""
         board = self._board()
         if board is None:
-            return False if self.config.burst else None
+            return Step.FINISHED if self.config.burst else Step.IDLE
         lease_s = self._lease_s(board)
         with TURNS.first():  # while another slot's step is in the model
             outcome = board.claim(self.id, lease_s=lease_s, skills=self.config.skills)
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
             self.metrics.claimed()
             self._work(board, outcome.claim, lease_s)
-            return True
+            return Step.WORKED
         if outcome.status is ClaimStatus.CLOSED:
             log.info("swarm %s is %s", board.id, outcome.swarm_state)
             self._shared.finish(board.id)
-            if self.config.swarm_id is not None:
-                return False
-            return None
+            return Step.FINISHED if self.config.swarm_id is not None else Step.IDLE
         if (
             outcome.status is ClaimStatus.EMPTY
             and self.config.burst
             and outcome.held_elsewhere == 0
         ):
-            return False
-        return None
+            return Step.FINISHED
+        return Step.IDLE
 
     # -- one task ---------------------------------------------------------------------------
 
@@ -484,7 +560,7 @@ class Worker:
     def _holding(self, board: Board, claim: Claim, lease_s: float) -> Iterator[_Held]:
         held = _Held(board, claim, lease_s, renewed=time.monotonic())
         self._shared.hold(held)
-        if self._due - time.monotonic() > self._renew_s():
+        if self._shared.due() - time.monotonic() > self._renew_s():
             self._wake.set()  # renewals are due sooner than the heartbeat planned
         try:
             yield held
@@ -495,24 +571,21 @@ class Worker:
         task = claim.task
         with self._holding(board, claim, lease_s) as held:
             self._outcome(held, "claimed", detail=f"{task.kind.value}: {task.title}")
-            tokens = 0
             try:
-                tokens = self._think_and_post(board, held)
+                self._think_and_post(held)
             except Interrupted:
                 # Only a stopping worker interrupts its mind, after releasing the task.
                 log.info("task %s: interrupted while thinking, nothing posted", task.id)
             except LeaseLost as exc:
                 log.warning("%s", exc)
             except (MindError, InvalidAction) as exc:
-                self._post_failure(board, held, f"{type(exc).__name__}: {exc}")
+                self._post_failure(held, f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # a mind's bug must fail the attempt, not the worker
                 if is_outage(exc):
                     raise
                 log.exception("task %s: mind crashed", task.id)
-                self._post_failure(board, held, f"mind crashed: {type(exc).__name__}: {exc}")
-            with self._stats_lock:
-                self._stats.tasks += 1
-                self._stats.tokens += tokens
+                self._post_failure(held, f"mind crashed: {type(exc).__name__}: {exc}")
+            self._shared.count_task(held.charged)
 
     def _post(self, held: _Held, fn: Callable[[], T]) -> T | None:
         """Post through a Redis outage for as long as the lease could still be ours.
@@ -522,11 +595,12 @@ class Worker:
         the post waiting, with the task and its attempt, until it takes writes again.
         """
         lease_s = self._lease_s(held.board)
-        return self._retry(fn, until=lambda: held.renewed + lease_s)
+        return self._retry(fn, until=lambda: self._shared.last_renewed(held) + lease_s)
 
-    def _post_failure(self, board: Board, held: _Held, reason: str) -> None:
+    def _post_failure(self, held: _Held, reason: str) -> None:
         try:
-            if self._post(held, lambda: board.fail(held.claim, self.id, reason)) is not None:
+            fail = partial(held.board.fail, held.claim, self.id, reason)
+            if self._post(held, fail) is not None:
                 self._outcome(held, "failed", detail=reason)
         except LeaseLost as exc:
             log.warning("%s", exc)
@@ -543,14 +617,16 @@ class Worker:
             detail=detail,
         )
 
-    def _allowed(self, board: Board, claim: Claim, rounds: int) -> frozenset[ActionKind]:
+    def _allowed(self, held: _Held) -> frozenset[ActionKind]:
+        """What the task's next step may do: answer; split, while the claim allows it; run
+        code, on a work task, within the rounds allowed and where a sandbox serves."""
         allowed = {ActionKind.ANSWER}
-        if claim.can_split:
+        if held.claim.can_split:
             allowed.add(ActionKind.SPLIT)
         if (
-            claim.task.kind is Kind.WORK
-            and rounds < self.config.max_code_rounds
-            and self._runner(board) is not None
+            held.task.kind is Kind.WORK
+            and len(held.executions) < self.config.max_code_rounds
+            and self._runner(held.board) is not None
         ):
             allowed.add(ActionKind.CODE)
         return frozenset(allowed)
@@ -560,61 +636,71 @@ class Worker:
             return None
         return self._code_runner(board.id)
 
-    def _think_and_post(self, board: Board, held: _Held) -> int:
-        claim = held.claim
-        info = self._info(board)
-        ctx = claim.context
-        allowed = self._allowed(board, claim, 0)
-        executions: list[Execution] = []
-        tokens = 0
+    def _think_and_post(self, held: _Held) -> None:
+        """Think until the mind answers or splits, running its code between steps; post that."""
+        held.allowed = self._allowed(held)
         while True:
-            request = ThinkRequest(
-                purpose=info.purpose,
-                purpose_title=info.title,
-                task=claim.task,
-                allowed=allowed,
-                limits=Limits(max_children=claim.max_children),
-                ancestry=ctx.ancestry,
-                siblings=ctx.siblings,
-                children=ctx.children,
-                executions=tuple(executions),
-            )
-            started = time.monotonic()
-            thought = self.mind.think(request)
-            think_s = time.monotonic() - started
-            with self._stats_lock:
-                self._stats.think_s += think_s
-            self.metrics.thought(think_s, thought.tokens)
-            self._advice.step(think_s, held.lease_s)
-            tokens += thought.tokens
-            action = thought.action
-            if action.kind not in allowed:
-                raise InvalidAction(f"mind chose '{action.kind.value}', not allowed at this step")
-            if held.lost:
-                raise LeaseLost(f"task {claim.task.id}: lease lost while thinking, result dropped")
+            action = self._think(held)
+            if self._shared.lost(held):
+                raise LeaseLost(f"task {held.task.id}: lease lost while thinking, result dropped")
             if isinstance(action, Code):
-                executions.append(Execution(action.code, self._execute(board, action)))
-                allowed = self._allowed(board, claim, len(executions))
-                continue
-            if isinstance(action, Split):
-                try:
-                    post = partial(board.split, claim, self.id, action.subtasks)
-                    if self._post(held, partial(post, reason=action.reason, tokens=tokens)):
-                        n = len(action.subtasks)
-                        self._outcome(held, "split", tokens, f"into {n} subtasks")
-                    return tokens
-                except SplitRefused as exc:
-                    log.info(
-                        "task %s: split refused (%s); asking for an answer", claim.task.id, exc
-                    )
-                    allowed = allowed - {ActionKind.SPLIT}
-                    tokens = 0  # the refused split's tokens were charged already
-                    continue
-            assert isinstance(action, Answer)
-            done = partial(board.complete, claim, self.id, action.answer, action.confidence)
-            if self._post(held, partial(done, tokens=tokens)) is not None:
-                self._outcome(held, "answered", tokens)
-            return tokens
+                held.executions.append(Execution(action.code, self._execute(held.board, action)))
+                held.allowed = self._allowed(held)
+            elif isinstance(action, Split):
+                if self._post_split(held, action):
+                    return
+            else:
+                self._post_answer(held, action)
+                return
+
+    def _think(self, held: _Held) -> Answer | Split | Code:
+        """One step of the mind on the task, counted; the action it chose, if allowed."""
+        info, claim = self._info(held.board), held.claim
+        ctx = claim.context
+        request = ThinkRequest(
+            purpose=info.purpose,
+            purpose_title=info.title,
+            task=claim.task,
+            allowed=held.allowed,
+            limits=Limits(max_children=claim.max_children),
+            ancestry=ctx.ancestry,
+            siblings=ctx.siblings,
+            children=ctx.children,
+            executions=tuple(held.executions),
+        )
+        started = time.monotonic()
+        thought = self.mind.think(request)
+        think_s = time.monotonic() - started
+        self._shared.count_thought(think_s)
+        self.metrics.thought(think_s, thought.tokens)
+        self._advice.step(think_s, held.lease_s)
+        held.tokens += thought.tokens
+        action = thought.action
+        if action.kind not in held.allowed:
+            raise InvalidAction(f"mind chose '{action.kind.value}', not allowed at this step")
+        return action
+
+    def _post_split(self, held: _Held, action: Split) -> bool:
+        """Post the split; False when the board refused it and the task must be answered."""
+        split = partial(held.board.split, held.claim, self.id, action.subtasks)
+        try:
+            posted = self._post(held, partial(split, reason=action.reason, tokens=held.tokens))
+            held.charged = held.tokens
+            if posted:
+                self._outcome(held, "split", held.tokens, f"into {len(action.subtasks)} subtasks")
+            return True
+        except SplitRefused as exc:
+            log.info("task %s: split refused (%s); asking for an answer", held.task.id, exc)
+            held.allowed = held.allowed - {ActionKind.SPLIT}
+            held.tokens = 0  # the refused split's tokens were charged already
+            return False
+
+    def _post_answer(self, held: _Held, action: Answer) -> None:
+        done = partial(held.board.complete, held.claim, self.id, action.answer, action.confidence)
+        posted = self._post(held, partial(done, tokens=held.tokens))
+        held.charged = held.tokens
+        if posted is not None:
+            self._outcome(held, "answered", held.tokens)
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
         runner = self._runner(board)
@@ -634,6 +720,7 @@ class Worker:
         """The heartbeat's interval, from what the slots recorded: no Redis read, no error."""
         if self.config.renew_s is not None:
             return self.config.renew_s
+        # before any swarm's lease is known, the heartbeat beats as for the default one
         return heartbeat_s(min(self._shared.leases(), default=DEFAULT_LEASE_S))
 
     def _heartbeat_loop(self) -> None:
@@ -647,39 +734,40 @@ class Worker:
             TURNS.unlisten(self._wake)
 
     def _heartbeats(self) -> None:
-        self._due = time.monotonic()
+        self._shared.plan_beat(time.monotonic())
         while True:
-            self._wake.wait(max(0.0, self._due - time.monotonic()))
+            self._wake.wait(max(0.0, self._shared.due() - time.monotonic()))
             self._wake.clear()
-            if not self._beating:
+            if not self._shared.beating():
                 return
             began = time.monotonic()
             try:
                 with TURNS.first():  # the model waits for this beat between two native calls
                     self._beat()
-                self._due = began + self._renew_s()  # a beat's length does not delay the next
+                # a beat's length does not delay the next
+                self._shared.plan_beat(began + self._renew_s())
             except Exception as exc:  # see the docstring
                 if is_outage(exc):
                     self.metrics.redis_error()
                     self._saw_outage(exc)
                 else:
                     log.warning("heartbeat failed (%s: %s); beating on", type(exc).__name__, exc)
-                self._due = time.monotonic() + BEAT_RETRY_S
+                self._shared.plan_beat(time.monotonic() + BEAT_RETRY_S)
             finally:
                 TURNS.beaten()
 
     def _beat(self) -> None:
         held = self._shared.held()
         for h in held:
-            if h.lost:
+            if self._shared.lost(h):
                 continue
             now = time.monotonic()
-            self._advice.late(h.claim.task.id, now - h.renewed, h.lease_s)
+            self._advice.late(h.task.id, now - self._shared.last_renewed(h), h.lease_s)
             if h.board.renew(h.claim, self.id, lease_s=h.lease_s):
-                h.renewed = now
-            elif self._shared.holds(h):  # not merely posted by its slot since the snapshot
-                h.lost = True
-                log.warning("task %s: lease lost", h.claim.task.id)
+                self._shared.renewed(h, now)
+            # not merely posted by its slot since the snapshot
+            elif self._shared.lose(h, if_held=True):
+                log.warning("task %s: lease lost", h.task.id)
         boards = self._shared.live_boards()
         if boards:
             record = self.record(held)
@@ -691,8 +779,7 @@ class Worker:
         """What this worker publishes about itself for `swarm watch`."""
         if held is None:
             held = self._shared.held()
-        with self._stats_lock:
-            stats = replace(self._stats)
+        stats = self._shared.stats()
         rate = getattr(self.mind, "tokens_per_s", None)
         if rate is None and stats.think_s > 0:
             rate = stats.tokens / stats.think_s

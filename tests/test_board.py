@@ -12,7 +12,7 @@ from swarm import pheromone
 from swarm.board import Board, ClaimStatus, LeaseLost, SplitRefused
 from swarm.protocol import Confidence, Subtask
 from swarm.purpose import Budgets, Tuning
-from swarm.task import Kind, State, SwarmState
+from swarm.task import FIELDS, Kind, State, SwarmState, Task
 from tests.conftest import FakeClock
 
 
@@ -414,3 +414,73 @@ def test_claim_carries_the_context_a_mind_needs(seed: Any) -> None:
         ("b", State.DONE, "second result" if first.task.title == "a" else "first result"),
     ]
     assert board.context(root.task) == root.context
+
+
+def test_every_field_a_script_writes_is_a_task_field(seed: Any, clock: FakeClock) -> None:
+    """swarm/task.py `Task` is the one list of a task hash's fields: whatever seed, split,
+    inject, claim, fail, complete and the reaper write, it names (and decodes)."""
+    board = seed(tasks=("a", "b"))
+    first = claim_ok(board)
+    board.split(first, "w1", [Subtask("x", "detail", ("t",)), Subtask("y")], reason="parts")
+    board.inject("by hand", "person:ann", parent=first.task.id)
+    board.fail(claim_ok(board), "w1", "no luck", tokens=1)
+    board.claim("w2", lease_s=1)
+    clock.advance(5)
+    while (outcome := board.claim("w1")).claim is not None:
+        board.complete(outcome.claim, "w1", "done", Confidence.HIGH, tokens=1)
+    assert board.state() is SwarmState.DONE
+    written: set[str] = set()
+    for tid in ("0", *(str(i) for i in range(1, 6))):
+        h = board.client.hgetall(board.keys.task(tid))
+        written |= set(h)
+        assert Task.from_hash(tid, h).state.terminal
+    assert written <= set(FIELDS), written - set(FIELDS)
+    assert {"pending", "injected_by", "score", "path", "fence", "reason"} <= written
+
+
+def test_claim_reply_and_context_are_decoded_by_name(seed: Any) -> None:
+    """Task fields come back whole by name: a claimed task and its context entries decode to
+    what `board.task` reads from the hash (context entries carry the fields they name)."""
+    board = seed(tasks=("a", "b"))
+    first = claim_ok(board)
+    board.split(first, "w1", [Subtask("x", tags=("t1", "t2"))])
+    board.complete(claim_ok(board), "w1", "sibling result", Confidence.LOW)
+    child = claim_ok(board)
+    assert child.task == board.task(child.task.id)
+    assert child.task.path == ("0", first.task.id) and child.task.tags == ("t1", "t2")
+    ancestry = child.context.ancestry
+    assert [(t.id, t.depth, t.kind) for t in ancestry] == [
+        ("0", 0, Kind.WORK),
+        (first.task.id, 1, Kind.WORK),
+    ]
+    assert ancestry[1].parent == "0" and ancestry[1].title == first.task.title
+
+
+def test_a_missing_meta_field_reads_as_the_purpose_default(seed: Any) -> None:
+    """The scripts' fallbacks are the purpose defaults (swarm/purpose.py `settings`)."""
+    board = seed(budgets=Budgets(max_children=2))
+    board.client.hdel(board.keys.meta, "max_children")
+    root = claim_ok(board)
+    with pytest.raises(SplitRefused, match="between 1 and 5 subtasks"):
+        board.split(root, "w1", [Subtask(f"t{i}") for i in range(Budgets().max_children + 1)])
+    assert board.split(root, "w1", [Subtask("a"), Subtask("b"), Subtask("c")])
+
+
+def test_reads_answer_by_name_in_one_round_trip(seed: Any) -> None:
+    board = seed(tasks=("a", "b", "c"))
+    reads = board.reads()
+    reads.meta("meta", ("state", "tasks", "nothing"))
+    reads.task(("0", "fields"), "0", ("title", "state", "absent"))
+    reads.child_ids(("0", "some"), "0", 2)
+    reads.child_ids(("0", "none"), "0", 0)  # not LRANGE 0 -1, which is the whole list
+    reads.child_count(("0", "n"), "0")
+    reads.open_score(("1", "score"), "1")
+    reads.open_score(("0", "score"), "0")
+    reads.hottest("hot", 2)
+    r = reads.run()
+    assert r["meta"] == {"state": "running", "tasks": "4", "nothing": None}
+    assert r["0", "fields"] == {"title": "Test purpose", "state": "waiting"}
+    assert (r["0", "some"], r["0", "none"], r["0", "n"]) == (["1", "2"], [], 3)
+    assert isinstance(r["1", "score"], float) and r["0", "score"] is None
+    assert len(r["hot"]) == 2 and all(isinstance(s, float) for _, s in r["hot"])
+    assert board.reads().run() == {}

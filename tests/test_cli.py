@@ -144,3 +144,47 @@ def test_up_with_a_bad_purpose_starts_nothing(tmp_path: Path) -> None:
     bad = ROOT / "examples" / "bad" / "empty.md"
     one_line_error(run("up", str(bad), "--mind", "sim:", env=env))
     assert not (tmp_path / "home" / "valkey").exists()
+
+
+def test_nothing_outside_the_cli_package_imports_it() -> None:
+    """Commands sit on top: the library never imports `swarm.cli` (no cycle back up)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "swarm").rglob("*.py")):
+        if "cli" in path.relative_to(ROOT / "swarm").parts[:1] or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.split(".")[:2] == ["swarm", "cli"]
+            ]
+    assert offenders == []
+
+
+def test_a_plain_value_error_is_a_bug_not_a_user_error() -> None:
+    """user_errors turns the errors a user can fix into one line; a ValueError from a bug
+    keeps its traceback instead of being shown as if the user had typed something wrong."""
+    import click as click_
+
+    from swarm.board import InvalidRequest
+    from swarm.cli.helpers import user_errors
+
+    @user_errors
+    def refused() -> None:
+        raise InvalidRequest("a boost must be a number > 0")
+
+    @user_errors
+    def buggy() -> None:
+        raise ValueError("invalid literal for int()")
+
+    with pytest.raises(click_.ClickException, match="a boost must be a number"):
+        refused()
+    with pytest.raises(ValueError, match="invalid literal"):
+        buggy()

@@ -173,7 +173,7 @@ def test_exec_queue_on_a_cluster_is_refused_clearly(cluster: Cluster) -> None:
 
 
 def test_executor_command_on_a_cluster_exits_with_one_line(cluster: Cluster) -> None:
-    pytest.importorskip("swarm.sandbox.commands")
+    pytest.importorskip("swarm.sandbox.executor")
     done = subprocess.run(
         [sys.executable, "-m", "swarm", "executor", "--redis", cluster.url, "--burst"],
         capture_output=True, text=True, timeout=60,

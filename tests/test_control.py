@@ -14,8 +14,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from swarm.board import Board, BoardError
-from swarm.cli import BOOST_OVER_TOP, cli
+from swarm.board import BOOST_OVER_TOP, Board, BoardError
+from swarm.cli import cli
 from swarm.pheromone import level
 from swarm.protocol import Subtask
 from swarm.purpose import Budgets

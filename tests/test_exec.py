@@ -27,6 +27,9 @@ from rq import Queue, Worker
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from swarm.cli.helpers import exec_settings
+from swarm.cli.sandbox import executor as executor_command
+from swarm.cli.sandbox import sandbox as sandbox_group
 from swarm.config import redis_settings
 from swarm.sandbox.admission import MAX_DATA_BYTES, refusal
 from swarm.sandbox.client import (
@@ -37,9 +40,6 @@ from swarm.sandbox.client import (
     exec_queue_name,
     runner_factory,
 )
-from swarm.sandbox.commands import exec_settings
-from swarm.sandbox.commands import executor as executor_command
-from swarm.sandbox.commands import sandbox as sandbox_group
 from swarm.sandbox.executor import ExecJob, ExecQueue, ExecWorker
 from swarm.sandbox.limits import ExecLimits
 

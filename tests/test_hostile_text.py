@@ -265,8 +265,8 @@ def test_log_lines_quoting_model_text_are_inert() -> None:
     # a worker logs exceptions whose text a model or a server wrote
     code = (
         "import logging, sys\n"
-        "from swarm.cli import _logging\n"
-        "_logging(1)\n"
+        "from swarm.cli.helpers import setup_logging\n"
+        "setup_logging(1)\n"
         "logging.getLogger('swarm.worker').warning('mind failed: %s', sys.argv[1])\n"
     )
     proc = subprocess.run(

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from swarm import models
-from swarm.minds.commands import model as model_cli
+from swarm.cli.models import model as model_cli
 from swarm.models import ModelError, ModelNotFound, find_model, model_info
 
 GENAI_CONFIG = {
@@ -201,7 +201,7 @@ def test_pull_without_a_name_takes_the_build_for_the_provider(
 
 
 def test_auto_pull_follows_the_installed_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swarm.minds import commands
+    from swarm.cli import models as commands
 
     og = types.SimpleNamespace(is_cuda_available=lambda: False, is_dml_available=lambda: True)
     monkeypatch.setattr(commands, "import_og", lambda: og)

@@ -259,10 +259,10 @@ def test_up_reads_the_model_folder_of_a_spec_with_a_provider(tiny_model: Path) -
 
 
 def test_a_person_is_named_by_user_or_windows_username(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swarm.cli import _who
+    from swarm.cli.helpers import who
 
     monkeypatch.delenv("USER", raising=False)
     monkeypatch.setenv("USERNAME", "ada")
-    assert _who() == "person:ada"
+    assert who() == "person:ada"
     monkeypatch.setenv("USER", "grace")
-    assert _who() == "person:grace"
+    assert who() == "person:grace"

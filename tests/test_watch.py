@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from rich.cells import cell_len
 from rich.console import Console
 
+from swarm import scripts
 from swarm.board import Board
 from swarm.cli import cli
 from swarm.protocol import Confidence, Subtask
@@ -295,36 +296,27 @@ def counting_client(url: str) -> tuple[redis.Redis, Tally]:
     return client, tally
 
 
-# Builds a heap-shaped tree of n tasks below the root in one call: children of task p are
-# p*b+1 .. p*b+b; inner tasks wait, leaves are open. Far faster than n claims and splits.
+# Builds a heap-shaped tree below the root, tasks first..last of n: children of task p are
+# p*b+1 .. p*b+b; inner tasks wait, leaves are open. Made by `new_task`, as the scripts make
+# every task, but far faster than n claims and splits.
 BULK = """
-local n, b, now = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local score = redis.call('ZSCORE', KEYS[2], '0')
-redis.call('ZREM', KEYS[2], '0')
-redis.call('HDEL', KEYS[3], '0')
-redis.call('HSET', KEYS[7] .. '0', 'state', 'waiting', 'pending', math.min(b, n))
-local depth = {[0] = 0}
-local leaves = 0
-for i = 1, n do
-  local p = math.floor((i - 1) / b)
-  depth[i] = depth[p] + 1
-  local inner = i * b + 1 <= n
-  local state = inner and 'waiting' or 'open'
-  redis.call('HSET', KEYS[7] .. i, 'parent', p, 'depth', depth[i], 'kind', 'work',
-    'title', 'task ' .. i, 'state', state, 'attempts', 0, 'created', now, 'updated', now,
-    'pending', inner and math.min(b, n - i * b) or 0)
-  redis.call('RPUSH', KEYS[8] .. p, i)
-  if not inner then
-    leaves = leaves + 1
-    redis.call('ZADD', KEYS[2], score, i)
-    redis.call('HSET', KEYS[3], i, 'work|0|' .. depth[i] .. '|' .. now .. '|')
-  end
+local first, last, n, b, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4]), tonumber(ARGV[5])
+local score = deposit_score(meta_num('initial'), now)
+if first == 1 then  -- the seeded root is open: it becomes the waiting parent of the tree
+  take_open('0')
+  move('0', 'open', 'waiting', now)
+  redis.call('HSET', META, 'max_tasks', n + 1, 'next_id', n)
 end
-redis.call('HSET', KEYS[1], 'tasks', n + 1, 'next_id', n, 'n_open', leaves,
-  'n_waiting', n + 1 - leaves, 'max_tasks', n + 1)
-return leaves
+for i = first, last do
+  local state = i * b + 1 <= n and 'waiting' or 'open'
+  new_task({id = tostring(i), parent = tostring(math.floor((i - 1) / b)),
+    title = 'task ' .. i, state = state}, now, score)
+end
 """
 
+
+BULK_CHUNK = 20_000
 
 UNBULK = """
 for i = 1, tonumber(ARGV[1]) do
@@ -343,7 +335,10 @@ def bulk(real_redis: redis.Redis) -> Iterator[Any]:
             real_redis, make_purpose(budgets=Budgets(max_depth=8)), clock=FakeClock()
         )
         made.append(board.id)
-        real_redis.register_script(BULK)(keys=board._script_keys, args=[n, branch, board.now_ms()])
+        build_bulk = real_redis.register_script(scripts.prelude() + BULK)
+        for first in range(1, n + 1, BULK_CHUNK):  # a chunk per call: Redis is not held long
+            last = min(first + BULK_CHUNK - 1, n)
+            build_bulk(keys=board._script_keys, args=[first, last, n, branch, board.now_ms()])
         return board
 
     yield build

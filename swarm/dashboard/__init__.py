@@ -2,5 +2,6 @@
 
 view.py reads (the same bounded frame `swarm watch` reads), feed.py shares one reader per
 swarm among all browsers, control.py steers through the board's scripts, prometheus.py
-exports counters, app.py wires them into a Starlette app, commands.py runs it under uvicorn.
+exports counters, app.py wires them into a Starlette app; swarm/cli/dashboard.py runs it
+under uvicorn.
 """

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.board import Board, BoardError
+from swarm.board import Board, BoardError, InvalidRequest
 
 BODY_MAX = 16 * 1024  # an inject's title and detail fit several times over
 NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
@@ -104,11 +104,9 @@ def _task_id(body: Mapping[str, Any], key: str = "task") -> str:
 
 
 def _amount(body: Mapping[str, Any], board: Board) -> float:
-    from swarm.cli import BOOST_OVER_TOP
-
     value = body.get("amount")
     if value is None or value == "":
-        return BOOST_OVER_TOP * max(board.top_pheromone(), 1.0)
+        return board.default_boost()
     try:
         amount = float(value)
     except (TypeError, ValueError):
@@ -123,7 +121,7 @@ def act(board: Board, action: str, body: Mapping[str, Any]) -> str:
     by = who(body)
     try:
         return _act(board, action, body, by)
-    except (BoardError, ValueError) as exc:
+    except (BoardError, InvalidRequest) as exc:
         raise Refused(str(exc), 409) from None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from swarm.board import list_swarms, stale_s
+from swarm.board import list_swarms, stale_ms
 from swarm.keys import SwarmKeys
 from swarm.task import State, SwarmState
 
@@ -75,7 +75,7 @@ class SwarmCollector(Collector):
         now_ms = int(self.clock() * 1000)
         pipe = self.client.pipeline(transaction=False)
         for sid, m in zip(ids, metas, strict=True):
-            since = now_ms - int(stale_s(_num(m["lease_ms"] or 60_000) / 1000) * 1000)
+            since = now_ms - stale_ms(m["lease_ms"])
             pipe.zcount(SwarmKeys(sid).workers, since, "+inf")
             pipe.zcard(SwarmKeys(sid).workers)
         r = pipe.execute()

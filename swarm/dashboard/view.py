@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarm.board import NoSuchSwarm, list_swarms
+from swarm.board import NoSuchSwarm, swarm_summaries
 from swarm.keys import SwarmKeys
 from swarm.watch import BUCKET_S, Snapshot, TaskRow, WatchState, heat_fraction, plan, snapshot
 
@@ -139,17 +139,10 @@ def read_encoded(reader: Reader) -> bytes:
 
 def swarm_list(client: Any, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """The newest swarms with their headline counters, in one round trip after the index."""
-    ids = list_swarms(client, limit)
-    pipe = client.pipeline(transaction=False)
-    for sid in ids:
-        pipe.hmget(SwarmKeys(sid).meta, LIST_FIELDS)
-    rows = []
-    for sid, values in zip(ids, pipe.execute() if ids else [], strict=True):
-        m = dict(zip(LIST_FIELDS, values, strict=True))
-        if m["state"] is None:
-            continue
-        rows.append({"id": sid, **{k: v or "" for k, v in m.items()}})
-    return rows
+    return [
+        {"id": sid, **{k: m[k] or "" for k in LIST_FIELDS}}
+        for sid, m in swarm_summaries(client, LIST_FIELDS, limit)
+    ]
 
 
 def exists(client: Any, swarm_id: str) -> bool:

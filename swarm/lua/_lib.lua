@@ -13,6 +13,8 @@
 --                                 inside the script, so their keys are built from it
 --   KEYS[8] = swarm:{id}:children: prefix of child lists, for the same reason
 -- Time (ms) and random numbers always come in ARGV; the scripts never read the clock.
+-- Ahead of this prelude, swarm/scripts.py puts DEFAULTS: the purpose's default budgets and
+-- tuning by meta field name.
 
 local META, OPEN, TRAITS, LEASES, FENCE, EVENTS, TASK, CHILDREN =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -21,19 +23,21 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
+-- A number from meta; a budget or tuning field that is missing reads as the purpose default
+-- (DEFAULTS, written ahead of this prelude from swarm/purpose.py `settings`).
 local function meta_num(field, default)
-  return tonumber(redis.call('HGET', META, field)) or default
+  return tonumber(redis.call('HGET', META, field)) or default or DEFAULTS[field]
 end
 
 local function emit(now, etype, tid, who, ...)
-  local maxlen = meta_num('events_max', 10000)
+  local maxlen = meta_num('events_max')
   redis.call('XADD', EVENTS, 'MAXLEN', '~', maxlen, '*',
     'type', etype, 'task', tid, 'worker', who, 'at', now, ...)
 end
 
--- Pheromone (DESIGN section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
+-- Pheromone (docs/architecture.md section 5): S = ln(tau) + lambda * t, t in seconds since the epoch.
 local function decay_offset(now)
-  return meta_num('lambda', 0) * (now - meta_num('created', now)) / 1000
+  return meta_num('lambda') * (now - meta_num('created', now)) / 1000
 end
 
 local function logaddexp(a, b)
@@ -70,10 +74,26 @@ local function move(tid, from, to, now)
   redis.call('HSET', TASK .. tid, 'state', to, 'updated', now)
 end
 
+-- The traits of an open task, packed into one string of KEYS[3] so that the claim rule reads
+-- every candidate's in one HMGET: "kind|priority|depth|created|tags" (tags comma-separated,
+-- never holding '|'). Packed by `put_open` and parsed by `traits_of`, nowhere else.
+local TRAIT_FIELDS = {'kind', 'priority', 'depth', 'created', 'tags'}
+local NO_TRAITS = 'work|0|0|0|'  -- what an open id without traits (written by anyone) counts as
+
 local function put_open(tid, score)
-  local t = redis.call('HMGET', TASK .. tid, 'kind', 'priority', 'depth', 'created', 'tags')
+  local t = redis.call('HMGET', TASK .. tid, unpack(TRAIT_FIELDS))
   redis.call('HSET', TRAITS, tid, table.concat({t[1], t[2] or '0', t[3], t[4], t[5] or ''}, '|'))
   redis.call('ZADD', OPEN, fmt(score), tid)
+end
+
+-- A packed traits string as a table; what does not parse reads as no kind, priority and
+-- depth 0, created `now`, no tags (traits are on Redis, so untrusted).
+local function traits_of(packed, now)
+  -- `packed` is false when the id has no traits
+  local kind, priority, depth, created, tags =
+    string.match(packed or NO_TRAITS, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  return {kind = kind, priority = tonumber(priority) or 0, depth = tonumber(depth) or 0,
+    created = tonumber(created) or now, tags = tags or ''}
 end
 
 local function take_open(tid)
@@ -81,6 +101,51 @@ local function take_open(tid)
   redis.call('ZREM', OPEN, tid)
   redis.call('HDEL', TRAITS, tid)
   return s
+end
+
+-- Every task is made here (seed, split, inject): the fields a new task's hash starts with, in
+-- this order, and their defaults. `spec` gives parent, title, detail, tags and, when they are
+-- not the default, id (else the next one), state and injected_by; depth and path follow from
+-- the parent. The full list of a task hash's fields is swarm/task.py `Task`: a field a task
+-- is born with goes in both; one written later (owner, fence, result...) only in `Task`.
+local NEW_TASK_FIELDS = {'parent', 'depth', 'kind', 'path', 'title', 'detail', 'tags', 'state',
+  'attempts', 'priority', 'created', 'updated', 'injected_by'}
+
+-- Make a task: its hash, its place in its parent's child list and pending count, the swarm's
+-- counters (tasks, n_<state>, depth_reached) and, when it is open, its place in the open set
+-- with pheromone `score`. Returns its id. Callers check budgets first.
+local function new_task(spec, now, score)
+  local tid = spec.id or tostring(redis.call('HINCRBY', META, 'next_id', 1))
+  local parent = spec.parent or ''
+  local depth, path = 0, ''
+  if parent ~= '' then
+    local p = redis.call('HMGET', TASK .. parent, 'depth', 'path')
+    depth = (tonumber(p[1]) or 0) + 1
+    path = (p[2] == false or p[2] == '') and parent or (p[2] .. ',' .. parent)
+  end
+  local value = {parent = parent, depth = depth, kind = 'work', path = path, title = '',
+    detail = '', tags = '', state = 'open', attempts = 0, priority = 0, created = now,
+    updated = now}
+  for name, v in pairs(spec) do
+    if name ~= 'id' then value[name] = v end
+  end
+  local hash = {}
+  for _, name in ipairs(NEW_TASK_FIELDS) do
+    if value[name] ~= nil then
+      hash[#hash + 1] = name
+      hash[#hash + 1] = value[name]
+    end
+  end
+  redis.call('HSET', TASK .. tid, unpack(hash))
+  if parent ~= '' then
+    redis.call('RPUSH', CHILDREN .. parent, tid)
+    redis.call('HINCRBY', TASK .. parent, 'pending', 1)
+  end
+  redis.call('HINCRBY', META, 'tasks', 1)
+  redis.call('HINCRBY', META, 'n_' .. value.state, 1)
+  if depth > meta_num('depth_reached', 0) then redis.call('HSET', META, 'depth_reached', depth) end
+  if value.state == 'open' then put_open(tid, score) end
+  return tid
 end
 
 local function finish_swarm(now, outcome, answer, who)
@@ -95,7 +160,7 @@ local function start_wrapping(now, why, who)
 end
 
 local function check_budgets(now, who)
-  if meta_num('tokens', 0) >= meta_num('max_tokens', math.huge) then
+  if meta_num('tokens', 0) >= meta_num('max_tokens') then
     start_wrapping(now, 'token budget spent', who)
   elseif now >= meta_num('deadline', math.huge) then
     start_wrapping(now, 'deadline passed', who)
@@ -118,7 +183,7 @@ local function settle(tid, now, who)
   if pending <= 0 and redis.call('HGET', TASK .. parent, 'state') == 'waiting' then
     redis.call('HSET', TASK .. parent, 'kind', 'synthesize')
     move(parent, 'waiting', 'open', now)
-    put_open(parent, deposit_score(meta_num('initial', 1), now))
+    put_open(parent, deposit_score(meta_num('initial'), now))
     emit(now, 'synthesis_ready', parent, who)
   end
 end
@@ -152,29 +217,53 @@ local function posted(tid, fence, worker, state)
   return t[1] == state and t[2] == fence and t[3] == worker
 end
 
+-- A hash's named fields as a flat {name, value, ...} list, absent ones left out. Replies that
+-- carry records are built from these, so Python decodes them by name (swarm/board.py
+-- `named`), never by position. The pairs go after those of `first` when given; the second
+-- result holds the same values in a table by name.
+local function named(key, names, first)
+  local values = redis.call('HMGET', key, unpack(names))
+  local out, by_name = first or {}, {}
+  for i, name in ipairs(names) do
+    if values[i] then
+      out[#out + 1] = name
+      out[#out + 1] = values[i]
+      by_name[name] = values[i]
+    end
+  end
+  return out, by_name
+end
+
+local function task_fields(tid, names)
+  return named(TASK .. tid, names, {'id', tid})
+end
+
 -- What a mind is shown with a task: its ancestors' titles and details, its finished
 -- siblings' results and, for a synthesis step, every child's outcome. O(depth + children).
+-- Each entry holds only the task fields the prompt uses (and parent, depth, kind, state).
+local ANCESTOR_FIELDS = {'parent', 'depth', 'kind', 'title', 'detail'}
+local SIBLING_FIELDS = {'state', 'parent', 'depth', 'kind', 'title', 'result', 'confidence'}
+local CHILD_FIELDS = {'state', 'parent', 'depth', 'kind', 'title', 'result', 'confidence', 'reason'}
+
 local function read_context(tid)
   local t = redis.call('HMGET', TASK .. tid, 'parent', 'path')
   local parent, path = t[1] or '', t[2] or ''
   local ancestry, siblings, children = {}, {}, {}
   for id in string.gmatch(path, '[^,]+') do
-    local a = redis.call('HMGET', TASK .. id, 'title', 'detail')
-    ancestry[#ancestry + 1] = {id, a[1] or '', a[2] or ''}
+    ancestry[#ancestry + 1] = task_fields(id, ANCESTOR_FIELDS)
   end
   if parent ~= '' then
     for _, s in ipairs(redis.call('LRANGE', CHILDREN .. parent, 0, -1)) do
       if s ~= tid then
-        local h = redis.call('HMGET', TASK .. s, 'state', 'title', 'result', 'confidence')
-        if h[1] == 'done' then siblings[#siblings + 1] = {s, h[2], h[3] or '', h[4] or ''} end
+        local fields, sibling = task_fields(s, SIBLING_FIELDS)
+        if sibling.state == 'done' then siblings[#siblings + 1] = fields end
       end
     end
   end
   for _, c in ipairs(redis.call('LRANGE', CHILDREN .. tid, 0, -1)) do
-    local h = redis.call('HMGET', TASK .. c, 'state', 'title', 'result', 'confidence', 'reason')
-    children[#children + 1] = {c, h[1], h[2], h[3] or '', h[4] or '', h[5] or ''}
+    children[#children + 1] = task_fields(c, CHILD_FIELDS)
   end
-  return {ancestry, siblings, children}
+  return {'ancestry', ancestry, 'siblings', siblings, 'children', children}
 end
 
 -- A failed or expired attempt: retry with lowered pheromone, or give up on the task.
@@ -182,13 +271,13 @@ local function retry_or_die(tid, now, reason)
   redis.call('ZREM', LEASES, tid)
   local attempts = redis.call('HINCRBY', TASK .. tid, 'attempts', 1)
   redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
-  if attempts >= meta_num('max_attempts', 3) then
+  if attempts >= meta_num('max_attempts') then
     move(tid, 'claimed', 'dead', now)
     return 'dead'
   end
   move(tid, 'claimed', 'open', now)
-  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
-  put_open(tid, s + math.log(meta_num('rho_fail', 0.5)))
+  local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial'), now)
+  put_open(tid, s + math.log(meta_num('rho_fail')))
   return 'open'
 end
 

@@ -9,17 +9,18 @@
 -- ARGV[6] = r_index    uniform [0,1): the index drawn when exploring
 -- ARGV[7] = skills     comma-separated tags the worker is good at ('' for none)
 -- ARGV[8] = reap limit (expired leases handled per call, so a claim stays O(log n + K))
--- Returns {'ok', tid, fence, {task hash flat}, {swarm state, tasks, max_tasks, max_depth,
---          max_children}, {ancestry, siblings, children}} (the context, so thinking needs no
---          further round trip)
---      or {'paused'} | {'closed', state} | {'empty', n_claimed}
+-- Returns a status, then name/value pairs (decoded by name, swarm/board.py `named`):
+--   {'ok', 'id', tid, 'fence', fence, 'task', {the task hash, flat},
+--    'swarm', {state, tasks, max_tasks, max_depth, max_children: flat name/value pairs},
+--    'context', read_context(tid)}  (the context, so thinking needs no further round trip)
+--   | {'paused'} | {'closed', 'state', swarm state} | {'empty', 'held', n_claimed}
 local worker, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_explore, r_pick, r_index = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local reap_limit = tonumber(ARGV[8])
 
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NOSWARM no such swarm') end
-if state == 'done' or state == 'cancelled' then return {'closed', state} end
+if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 
 local function reap()
   local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, reap_limit)
@@ -41,8 +42,8 @@ local function sweep(k)
     if #top == 0 then return end
     local cut = false
     for _, tid in ipairs(top) do
-      local kind, depth = string.match(redis.call('HGET', TRAITS, tid) or '', '^([^|]*)|[^|]*|([^|]*)|')
-      if kind == 'work' and tonumber(depth) > 0 then
+      local traits = traits_of(redis.call('HGET', TRAITS, tid), now)
+      if traits.kind == 'work' and traits.depth > 0 then
         cancel_one(tid, now)
         redis.call('HSET', TASK .. tid, 'reason', 'budget spent')
         emit(now, 'cancelled', tid, worker, 'reason', 'budget spent')
@@ -53,11 +54,6 @@ local function sweep(k)
     end
     if not cut then return end
   end
-end
-
-local function split_traits(packed)
-  local kind, priority, depth, created, tags = string.match(packed, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  return kind, tonumber(priority) or 0, tonumber(depth) or 0, tonumber(created) or now, tags or ''
 end
 
 local function tag_matches(tags, skills)
@@ -71,27 +67,27 @@ end
 
 -- eta: the heuristic desirability of a task, apart from its pheromone.
 local function eta(packed)
-  local kind, priority, _, created, tags = split_traits(packed)
-  local e = 1 + math.max(priority, 0) + tag_matches(tags, ARGV[7])
-  if kind == 'synthesize' then e = e + meta_num('synth_bonus', 4) end
-  return e + math.min((now - created) / 600000, 1)
+  local t = traits_of(packed, now)
+  local e = 1 + math.max(t.priority, 0) + tag_matches(t.tags, ARGV[7])
+  if t.kind == 'synthesize' then e = e + meta_num('synth_bonus') end
+  return e + math.min((now - t.created) / 600000, 1)
 end
 
 local function pick(k)
   local n = redis.call('ZCARD', OPEN)
   if n == 0 then return nil end
-  if state ~= 'wrapping' and r_explore < meta_num('epsilon', 0) then
+  if state ~= 'wrapping' and r_explore < meta_num('epsilon') then
     local idx = math.min(math.floor(r_index * n), n - 1)
     return redis.call('ZRANGE', OPEN, idx, idx)[1]
   end
   local top = redis.call('ZREVRANGE', OPEN, 0, k - 1, 'WITHSCORES')
   local ids, logw = {}, {}
-  local alpha, beta, offset = meta_num('alpha', 1), meta_num('beta', 1), decay_offset(now)
+  local alpha, beta, offset = meta_num('alpha'), meta_num('beta'), decay_offset(now)
   for i = 1, #top, 2 do ids[#ids + 1] = top[i] end
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
   local best = -math.huge
   for j = 1, #ids do
-    logw[j] = alpha * (tonumber(top[2 * j]) - offset) + beta * math.log(eta(packed[j] or 'work|0|0|0|'))
+    logw[j] = alpha * (tonumber(top[2 * j]) - offset) + beta * math.log(eta(packed[j]))
     if logw[j] > best then best = logw[j] end
   end
   local total, weights = 0, {}
@@ -110,16 +106,16 @@ end
 reap()
 if state == 'running' then check_budgets(now, worker) end
 state = redis.call('HGET', META, 'state')
-if state == 'done' or state == 'cancelled' then return {'closed', state} end
+if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 if state == 'paused' then return {'paused'} end
 
-local k = meta_num('candidates', 16)
+local k = meta_num('candidates')
 if state == 'wrapping' then sweep(k) end
 state = redis.call('HGET', META, 'state')
-if state == 'done' or state == 'cancelled' then return {'closed', state} end
+if state == 'done' or state == 'cancelled' then return {'closed', 'state', state} end
 
 local tid = pick(k)
-if not tid then return {'empty', redis.call('ZCARD', LEASES)} end
+if not tid then return {'empty', 'held', redis.call('ZCARD', LEASES)} end
 
 local score = take_open(tid)
 local fence = redis.call('INCR', FENCE)
@@ -127,6 +123,6 @@ move(tid, 'open', 'claimed', now)
 redis.call('HSET', TASK .. tid, 'owner', worker, 'fence', fence, 'score', score)
 redis.call('ZADD', LEASES, now + lease, tid)
 emit(now, 'claimed', tid, worker, 'fence', fence)
-return {'ok', tid, tostring(fence), redis.call('HGETALL', TASK .. tid),
-  redis.call('HMGET', META, 'state', 'tasks', 'max_tasks', 'max_depth', 'max_children'),
-  read_context(tid)}
+return {'ok', 'id', tid, 'fence', tostring(fence), 'task', redis.call('HGETALL', TASK .. tid),
+  'swarm', named(META, {'state', 'tasks', 'max_tasks', 'max_depth', 'max_children'}),
+  'context', read_context(tid)}

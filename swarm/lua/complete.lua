@@ -21,7 +21,7 @@ charge_tokens(tid, tokens)
 emit(now, 'completed', tid, worker, 'confidence', ARGV[6], 'tokens', tokens)
 
 -- Positive feedback: a good answer makes the rest of its branch more attractive.
-local amount = meta_num('q', 1) * weight
+local amount = meta_num('q') * weight
 local parent = redis.call('HGET', TASK .. tid, 'parent')
 if parent ~= '' and amount > 0 then
   for _, sib in ipairs(redis.call('LRANGE', CHILDREN .. parent, 0, -1)) do

@@ -27,7 +27,7 @@ if swarm_state == 'wrapping' then
   return {'refused', 'the swarm is wrapping up (' .. why .. '): it takes no new work'}
 end
 
-local p = redis.call('HMGET', TASK .. parent, 'state', 'kind', 'depth', 'path')
+local p = redis.call('HMGET', TASK .. parent, 'state', 'kind')
 local pstate = p[1]
 if not pstate then return {'refused', 'no task ' .. parent} end
 if pstate ~= 'waiting' then
@@ -42,24 +42,13 @@ if pstate ~= 'waiting' then
   return {'refused', 'task ' .. parent .. ' is ' .. pstate}
 end
 
-local tasks, max_tasks = meta_num('tasks', 0), meta_num('max_tasks', 200)
+local tasks, max_tasks = meta_num('tasks', 0), meta_num('max_tasks')
 if tasks + 1 > max_tasks then
   return {'refused', 'task budget spent (' .. tasks .. ' of ' .. max_tasks .. ')'}
 end
 
-local path = (p[4] == false or p[4] == '') and parent or (p[4] .. ',' .. parent)
-local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
-if tonumber(p[3]) + 1 > meta_num('depth_reached', 0) then
-  redis.call('HSET', META, 'depth_reached', tonumber(p[3]) + 1)
-end
-redis.call('HSET', TASK .. child, 'parent', parent, 'depth', tonumber(p[3]) + 1, 'kind', 'work',
-  'path', path, 'title', title, 'detail', detail, 'tags', tags, 'state', 'open',
-  'attempts', 0, 'priority', 0, 'created', now, 'updated', now, 'injected_by', who)
-redis.call('RPUSH', CHILDREN .. parent, child)
-redis.call('HINCRBY', TASK .. parent, 'pending', 1)
-redis.call('HINCRBY', META, 'tasks', 1)
-redis.call('HINCRBY', META, 'n_open', 1)
-put_open(child, deposit_score(meta_num('initial', 1), now))
+local child = new_task({parent = parent, title = title, detail = detail, tags = tags,
+  injected_by = who}, now, deposit_score(meta_num('initial'), now))
 emit(now, 'injected', child, who, 'parent', parent, 'title', title)
 remember(rid, now, child)
 return {'ok', child}

@@ -8,7 +8,7 @@ if not holds(tid, fence, worker) then return 0 end
 redis.call('ZREM', LEASES, tid)
 redis.call('HSET', TASK .. tid, 'owner', '')
 move(tid, 'claimed', 'open', now)
-local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial', 1), now)
+local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial'), now)
 put_open(tid, s)
 emit(now, 'released', tid, worker)
 return 1

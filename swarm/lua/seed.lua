@@ -22,35 +22,19 @@ for _ = 1, m do
 end
 redis.call('HSET', META, 'seed_request', rid)
 if KEYS[9] then redis.call('ZADD', KEYS[9], now, redis.call('HGET', META, 'id')) end
-redis.call('HSET', META, 'state', 'running', 'created', now, 'tasks', 1, 'next_id', 0,
-  'tokens', 0, 'completions', 0, 'n_open', 0, 'n_claimed', 0, 'n_waiting', 0,
-  'n_done', 0, 'n_dead', 0, 'n_cancelled', 0)
+redis.call('HSET', META, 'state', 'running', 'created', now, 'tasks', 0, 'next_id', 0,
+  'tokens', 0, 'completions', 0, 'depth_reached', 0, 'n_open', 0, 'n_claimed', 0,
+  'n_waiting', 0, 'n_done', 0, 'n_dead', 0, 'n_cancelled', 0)
 
 local title, detail, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
 i = i + 3
-redis.call('HSET', TASK .. '0', 'parent', '', 'path', '', 'depth', 0, 'kind', 'work', 'title', title,
-  'detail', detail, 'tags', '', 'state', 'waiting', 'attempts', 0, 'priority', 0,
-  'created', now, 'updated', now)
-redis.call('HINCRBY', META, 'n_waiting', 1)
+-- The root waits on the listed tasks, or is open itself when there are none.
+local score = deposit_score(meta_num('initial'), now)
+new_task({id = '0', title = title, detail = detail, state = n > 0 and 'waiting' or 'open'},
+  now, score)
 emit(now, 'seeded', '0', 'seed', 'title', title)
-
-local score = deposit_score(meta_num('initial', 1), now)
 for _ = 1, n do
-  local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
-  redis.call('HSET', TASK .. child, 'parent', '0', 'path', '0', 'depth', 1, 'kind', 'work',
-    'title', ARGV[i], 'detail', ARGV[i + 1], 'tags', ARGV[i + 2], 'state', 'open',
-    'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
-  redis.call('RPUSH', CHILDREN .. '0', child)
-  redis.call('HINCRBY', META, 'n_open', 1)
-  put_open(child, score)
+  new_task({parent = '0', title = ARGV[i], detail = ARGV[i + 1], tags = ARGV[i + 2]}, now, score)
   i = i + 3
-end
-redis.call('HINCRBY', META, 'tasks', n)
-redis.call('HSET', META, 'depth_reached', n > 0 and 1 or 0)
-if n > 0 then
-  redis.call('HSET', TASK .. '0', 'pending', n)
-else
-  move('0', 'waiting', 'open', now)
-  put_open('0', score)
 end
 return 'ok'

@@ -16,19 +16,17 @@ if not holds(tid, fence, worker) then
 end
 
 local depth = tonumber(redis.call('HGET', TASK .. tid, 'depth'))
-local path = redis.call('HGET', TASK .. tid, 'path')
-path = (path == false or path == '') and tid or (path .. ',' .. tid)
 local state = redis.call('HGET', META, 'state')
 local why = nil
 if state ~= 'running' then
   why = 'the swarm is ' .. state .. ': answer instead'
 elseif redis.call('HGET', TASK .. tid, 'kind') ~= 'work' then
   why = 'a synthesize step must answer'
-elseif depth >= meta_num('max_depth', 3) then
+elseif depth >= meta_num('max_depth') then
   why = 'max depth reached'
-elseif n < 1 or n > meta_num('max_children', 5) then
-  why = 'between 1 and ' .. meta_num('max_children', 5) .. ' subtasks allowed'
-elseif meta_num('tasks', 0) + n > meta_num('max_tasks', 200) then
+elseif n < 1 or n > meta_num('max_children') then
+  why = 'between 1 and ' .. meta_num('max_children') .. ' subtasks allowed'
+elseif meta_num('tasks', 0) + n > meta_num('max_tasks') then
   why = 'task budget spent'
 end
 if why then
@@ -37,22 +35,14 @@ if why then
 end
 
 local ids = {}
-local score = deposit_score(meta_num('initial', 1), now)
+local score = deposit_score(meta_num('initial'), now)
 for i = 0, n - 1 do
-  local child = tostring(redis.call('HINCRBY', META, 'next_id', 1))
-  redis.call('HSET', TASK .. child, 'parent', tid, 'depth', depth + 1, 'kind', 'work',
-    'path', path, 'title', ARGV[8 + 3 * i], 'detail', ARGV[9 + 3 * i], 'tags', ARGV[10 + 3 * i],
-    'state', 'open', 'attempts', 0, 'priority', 0, 'created', now, 'updated', now)
-  redis.call('RPUSH', CHILDREN .. tid, child)
-  redis.call('HINCRBY', META, 'n_open', 1)
-  put_open(child, score)
-  ids[#ids + 1] = child
+  ids[#ids + 1] = new_task({parent = tid, title = ARGV[8 + 3 * i], detail = ARGV[9 + 3 * i],
+    tags = ARGV[10 + 3 * i]}, now, score)
 end
-redis.call('HINCRBY', META, 'tasks', n)
-if depth + 1 > meta_num('depth_reached', 0) then redis.call('HSET', META, 'depth_reached', depth + 1) end
 redis.call('ZREM', LEASES, tid)
 move(tid, 'claimed', 'waiting', now)
-redis.call('HSET', TASK .. tid, 'pending', n, 'reason', ARGV[6])
+redis.call('HSET', TASK .. tid, 'reason', ARGV[6])
 charge_tokens(tid, tokens)
 emit(now, 'split', tid, worker, 'children', table.concat(ids, ','))
 check_budgets(now, worker)

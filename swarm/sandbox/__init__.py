@@ -1,4 +1,5 @@
-"""Where model-written code runs: an E2B micro-VM or a local bubblewrap jail (DESIGN section 9).
+"""Where model-written code runs: an E2B micro-VM or a local bubblewrap jail
+(docs/architecture.md section 9).
 
 `make_sandbox` picks one; `client.ExecClient` sends code to an executor through RQ;
 `executor.run_executor` is the RQ side. Backends are imported only when chosen.

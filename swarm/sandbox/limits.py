@@ -7,6 +7,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 
+class LimitsError(ValueError):
+    """Sandbox limits out of range (SWARM_EXEC_* set to something unusable)."""
+
+
 @dataclass(frozen=True)
 class ExecLimits:
     """Per-run bounds. An executor's limits are a ceiling: callers may ask for less time only."""
@@ -25,11 +29,11 @@ class ExecLimits:
         positive = ("timeout_s", "cpu_s", "memory_mb", "processes", "file_mb", "workdir_mb")
         for name in (*positive, "workdir_files"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"ExecLimits.{name} must be positive")
+                raise LimitsError(f"ExecLimits.{name} must be positive")
         if self.open_files < 16:
-            raise ValueError("ExecLimits.open_files must be at least 16 (Python needs a few)")
+            raise LimitsError("ExecLimits.open_files must be at least 16 (Python needs a few)")
         if self.output_bytes < 256:
-            raise ValueError("ExecLimits.output_bytes must be at least 256")
+            raise LimitsError("ExecLimits.output_bytes must be at least 256")
 
     def wall_s(self, requested_s: float | None) -> float:
         """The wall-clock limit of one run: what the caller asked for, capped by this ceiling."""
@@ -52,7 +56,7 @@ class ExecLimits:
                 try:
                     values[f.name] = float(raw) if f.name == "timeout_s" else int(raw)
                 except ValueError:
-                    raise ValueError(
+                    raise LimitsError(
                         f"SWARM_EXEC_{f.name.upper()} must be a number, got {raw!r}"
                     ) from None
         return cls(**values)

@@ -5,33 +5,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import asdict
-from typing import IO, Any
+from typing import IO
 
 import click
 
-from swarm.config import ConnectionFailed, redis_settings
+from swarm.cli.helpers import exec_settings, one_line
+from swarm.config import ConnectionFailed
 from swarm.protocol import ExecOutput
 from swarm.sandbox import KINDS, ExecLimits, SandboxUnavailable, make_sandbox
+from swarm.sandbox.limits import LimitsError
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _SANDBOX_HELP = "auto: E2B when E2B_API_KEY is set, else the local bubblewrap jail."
 # Set-up problems with a one-line explanation; anything else is a bug and keeps its traceback.
-_EXPECTED: tuple[type[Exception], ...] = (SandboxUnavailable, ConnectionFailed, ValueError)
-
-
-def exec_settings(redis_url: str | None, env: Mapping[str, str] = os.environ) -> Any:
-    """Where the exec queue lives: --redis, else SWARM_EXEC_REDIS_URL, SWARM_REDIS_URL,
-    REDIS_URL, else the local default."""
-    if redis_url:
-        # An explicit --redis is the exec Redis itself, whatever SWARM_EXEC_REDIS_URL says.
-        env = {k: v for k, v in env.items() if k != "SWARM_EXEC_REDIS_URL"}
-        settings = redis_settings(redis_url, env=env)
-    else:
-        settings = redis_settings(env=env) or redis_settings(DEFAULT_URL, env=env)
-    assert settings is not None
-    return settings.for_exec()
+_EXPECTED: tuple[type[Exception], ...] = (SandboxUnavailable, ConnectionFailed, LimitsError)
 
 
 @click.command("executor")
@@ -81,7 +68,7 @@ def executor(
             limits=limits,
         )
     except expected as exc:
-        raise click.ClickException(str(exc)) from None
+        raise one_line(exc) from None
 
 
 @click.group("sandbox")
@@ -111,7 +98,7 @@ def run(file: IO[str], kind: str, timeout_s: float | None, as_json: bool) -> Non
         limits = ExecLimits.from_env(os.environ)
         box = make_sandbox(kind, limits)
     except _EXPECTED as exc:
-        raise click.ClickException(str(exc)) from None
+        raise one_line(exc) from None
     try:
         output = box.run(code, limits.wall_s(timeout_s))
     finally:

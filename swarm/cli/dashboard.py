@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from swarm.errors import user_errors
+from swarm.cli.helpers import redis_option, settings_for, user_errors
 
 TOKEN_ENV = "SWARM_DASHBOARD_TOKEN"
 
@@ -28,7 +28,7 @@ def _exec_depth(settings: Any) -> Any:
 
 
 @click.command()
-@click.option("--redis", "redis_url", metavar="URL", help="Redis URL (default $SWARM_REDIS_URL).")
+@redis_option
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -66,10 +66,9 @@ def dashboard(redis_url: str | None, host: str, port: int, period: float, rows: 
         raise click.ClickException(
             f"the dashboard needs its extra: pip install 'swarm-blackboard[dashboard]' ({exc})"
         ) from None
-    from swarm.cli import _settings
     from swarm.config import connect
 
-    settings = _settings(redis_url)
+    settings = settings_for(redis_url)
     client = connect(settings)
     token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
     loopback = is_loopback(host)
