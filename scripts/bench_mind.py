@@ -245,8 +245,8 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
         sides: dict[str, list[tuple[float, float, int]]] = {"mind": [], "bare_genai": []}
         for i in range(10, 10 + args.rounds):
             mind.think(work_step(i))
-            last = mind.last
-            sides["mind"].append((last.prefill_s, last.decode_s, last.generated_tokens))
+            think = mind.last
+            sides["mind"].append((think.prefill_s, think.decode_s, think.generated_tokens))
             sides["bare_genai"].append(bare.step(i))
         bare.close()
         out["step_tokens_per_s"] = compare_steps(sides)
