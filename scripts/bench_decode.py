@@ -95,7 +95,9 @@ def _summary(times: dict[str, list[float]]) -> dict[str, float]:
 
 
 def one_process(model: Path, order: list[str], length: int, steps: int) -> dict[str, float]:
-    engines = {name: ENGINES[name](model, _ids(model, length), length + steps + 16) for name in order}
+    engines = {
+        name: ENGINES[name](model, _ids(model, length), length + steps + 16) for name in order
+    }
     times: dict[str, list[float]] = {name: [] for name in order}
     for _ in range(steps):
         for name in order:

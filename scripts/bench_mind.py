@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,38 @@ LIMITS = Limits(
 ANSWER = frozenset({ActionKind.ANSWER})
 
 
-def work_step(i: int, limits: Limits = LIMITS) -> ThinkRequest:
+def work_step(i: int, limits: Limits | None = None) -> ThinkRequest:
     root = Task(id="0", parent="", depth=0, kind=Kind.WORK, title="Lyon's water")
     task = Task(
         id=f"0.{i}", parent="0", depth=1, kind=Kind.WORK, title=f"Household use, district {i}",
         detail="Find the yearly household consumption of this district and its source.",
     )  # fmt: skip
+    limits = limits or LIMITS
     return ThinkRequest(purpose=PURPOSE, task=task, allowed=ANSWER, limits=limits, ancestry=(root,))
+
+
+def force_answer_chars(chars: int) -> None:
+    """Make every answer exactly `chars` characters long (the guidance schema's answer string
+    gets that minLength), here and in the bare loop. The random models close their strings
+    after a few characters (answers of about 16 tokens on the mini shapes), so their steps
+    are nearly all prompt reading, where a real model writes hundreds of tokens: this gives
+    the steps a real model's share of writing, through the mind's own path."""
+    from swarm.minds import batched
+
+    def forced(limits: Limits, **kwargs: Any) -> str:
+        schema = json.loads(guided_schema(limits, **kwargs))
+        answer = schema.get("properties", {}).get("answer")
+        if answer is not None:
+            answer["minLength"] = answer["maxLength"] = chars
+        return json.dumps(schema)
+
+    setattr(batched, "guided_schema", forced)  # noqa: B010  (the mind's own step, reshaped)
+    global LIMITS, forced_schema
+    LIMITS = replace(LIMITS, max_answer=max(LIMITS.max_answer, chars))
+    forced_schema = forced
+
+
+forced_schema = guided_schema
 
 
 class Bare:
@@ -93,7 +119,8 @@ class Bare:
         if self.gen is None:  # the purpose is read once, then rewound to, as the mind does
             params = self.og.GeneratorParams(self.model)
             params.set_search_options(max_length=self.context)
-            params.set_guidance("json_schema", guided_schema(step.limits, allowed=step.allowed))
+            schema = forced_schema(step.limits, allowed=step.allowed)
+            params.set_guidance("json_schema", schema)
             self.gen = self.og.Generator(self.model, params)
             self.gen.append_tokens(rt.encode(prefix))
             self.base = self.gen.token_count()
@@ -112,9 +139,11 @@ class Bare:
         return read - started, ended - read, n
 
 
-def bare_child(model: Path, context: int, max_new_tokens: int) -> int:
+def bare_child(model: Path, context: int, max_new_tokens: int, chars: int) -> int:
     """`--bare-child`: run `Bare` steps named on stdin (work step numbers), one JSON reply
     line each ([read_s, write_s, tokens])."""
+    if chars:
+        force_answer_chars(chars)
     bare = Bare(model, context, max_new_tokens)
     print("READY", flush=True)
     for line in sys.stdin:
@@ -125,8 +154,8 @@ def bare_child(model: Path, context: int, max_new_tokens: int) -> int:
 class BareProcess:
     """The bare loop in a child process, one step at a time."""
 
-    def __init__(self, model: Path, context: int, max_new_tokens: int) -> None:
-        args = [str(model), str(context), str(max_new_tokens)]
+    def __init__(self, model: Path, context: int, max_new_tokens: int, chars: int) -> None:
+        args = [str(model), str(context), str(max_new_tokens), str(chars)]
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--bare-child", *args],
             stdin=subprocess.PIPE,
@@ -153,7 +182,7 @@ class BareProcess:
         self.proc.wait()
 
 
-def slots_rate(mind: BatchedMind, slots: int, steps_per_slot: int, limits: Limits) -> float:
+def slots_rate(mind: BatchedMind, slots: int, steps_per_slot: int, limits: Limits | None) -> float:
     """Aggregate generated tokens/s with `slots` threads thinking at once."""
     before = mind.usage.generated_tokens
     errors: list[BaseException] = []
@@ -219,7 +248,9 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     }
     out["memory_mb"] = {"model_loaded": (memory.rss_bytes() - base_rss) / MB}
     rt = mind._runtime
-    prefix = rt.encode(rt.chat(prompts.system_prompt(PURPOSE, ""))[0])
+    # The purpose as the mind holds it in a row: fitted to half the context.
+    fitted = prompts.fit_text(PURPOSE, mind.context // 2, rt.count)
+    prefix = rt.encode(rt.chat(prompts.system_prompt(fitted, ""))[0])
     out["purpose_tokens"] = len(prefix)
 
     # Time to first token: the first step reads the purpose, the next ones reuse it.
@@ -240,7 +271,7 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
 
     # The mind's step vs a bare GenAI loop on the same prompt and guidance, alternated.
     if not args.no_bare:
-        bare = BareProcess(model, mind.context, args.max_new_tokens)
+        bare = BareProcess(model, mind.context, args.max_new_tokens, args.answer_chars)
         bare.step(0)  # reads the purpose, warms its session up
         sides: dict[str, list[tuple[float, float, int]]] = {"mind": [], "bare_genai": []}
         for i in range(10, 10 + args.rounds):
@@ -258,7 +289,7 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     rss: dict[int, float] = {}
     for r in range(args.slot_rounds):
         for c in counts:
-            rates[c].append(slots_rate(mind, c, args.steps, LIMITS))
+            rates[c].append(slots_rate(mind, c, args.steps, None))
             rss.setdefault(c, memory.rss_bytes() / MB)
             print(f"slots {c} round {r}: {rates[c][-1]:.2f} tok/s", file=sys.stderr, flush=True)
     slots: dict[str, Any] = {str(c): statistics.median(v) for c, v in rates.items()}
@@ -412,11 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pss", type=int, default=0, help="PSS of this many processes")
     parser.add_argument("--only", choices=("tasks", "pss"), help="run only that part")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
-    parser.add_argument("--bare-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--answer-chars", type=int, default=0, help="make every answer this long (see --help)"
+    )
+    parser.add_argument("--bare-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_child:
-        model_dir, context, max_new_tokens = args.bare_child
-        return bare_child(Path(model_dir), int(context), int(max_new_tokens))
+        model_dir, context, max_new_tokens, chars = args.bare_child
+        return bare_child(Path(model_dir), int(context), int(max_new_tokens), int(chars))
+    if args.answer_chars:
+        force_answer_chars(args.answer_chars)
     model = args.model or model_for(args.size)
     result: dict[str, Any] = {"command": " ".join(sys.argv)}
     if args.only is None:
