@@ -221,6 +221,12 @@ def compare_steps(sides: dict[str, list[tuple[float, float, int]]]) -> dict[str,
             # The first token comes from the read; each later one from a decode call.
             "ms_per_decode": statistics.median(1000 * w / max(n - 1, 1) for _, w, n in steps),
         }
+    # Each round's ratio (its two steps ran one after the other), then their median.
+    out["rounds"] = sides
+    out["paired_step_time_ratio"] = statistics.median(
+        (br + bw) / (mr + mw)
+        for (mr, mw, _), (br, bw, _) in zip(sides["mind"], sides["bare_genai"], strict=True)
+    )
     mind, bare = out["mind_detail"], out["bare_genai_detail"]
     out["ratio"] = out["mind"] / out["bare_genai"]
     # Same prompt, same answer (the bare loop also runs the model for the end-of-sequence
@@ -274,11 +280,15 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
         bare = BareProcess(model, mind.context, args.max_new_tokens, args.answer_chars)
         bare.step(0)  # reads the purpose, warms its session up
         sides: dict[str, list[tuple[float, float, int]]] = {"mind": [], "bare_genai": []}
-        for i in range(10, 10 + args.rounds):
-            mind.think(work_step(i))
-            think = mind.last
-            sides["mind"].append((think.prefill_s, think.decode_s, think.generated_tokens))
-            sides["bare_genai"].append(bare.step(i))
+        for k, i in enumerate(range(10, 10 + args.rounds)):
+            # Alternate who goes first, so a load that drifts over a round hits both alike.
+            for side in ("mind", "bare_genai") if k % 2 == 0 else ("bare_genai", "mind"):
+                if side == "mind":
+                    mind.think(work_step(i))
+                    think = mind.last
+                    sides[side].append((think.prefill_s, think.decode_s, think.generated_tokens))
+                else:
+                    sides[side].append(bare.step(i))
         bare.close()
         out["step_tokens_per_s"] = compare_steps(sides)
         print(json.dumps(out["step_tokens_per_s"]), file=sys.stderr, flush=True)

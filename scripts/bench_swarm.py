@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, help="intra-op threads per process")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per phase")
+    parser.add_argument("--logs", type=Path, help="keep the workers' logs here")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     options = f"engine=batch&context={args.context}&max_new_tokens={args.max_new_tokens}"
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in arms}
     with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
         home = Path(tmp)
+        logs = args.logs or home
+        logs.mkdir(parents=True, exist_ok=True)
         purpose_file = home / "purpose.md"
         purpose_file.write_text(PURPOSE)
         with _redis(args.redis, home) as url:
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 order = list(arms) if r % 2 == 0 else list(reversed(arms))
                 for arm in order:
-                    run = run_arm(client, url, purpose_file, mind, arms[arm], home, args.timeout)
+                    run = run_arm(client, url, purpose_file, mind, arms[arm], logs, args.timeout)
                     runs[arm].append(run)
                     print(f"round {r} {arm}: {json.dumps(run)}", file=sys.stderr, flush=True)
     one, many = runs["one_process"], runs["processes"]
