@@ -194,9 +194,10 @@ def roundtrip(client: Any, seconds: float) -> dict[str, float]:
 
 
 # A what-if, not the product: the context a prompt uses (ancestry titles and details,
-# finished siblings' and children's results) read in one script with HMGET, instead of
-# Board.context's two pipelines of HGETALL over every sibling. Measured side by side so the
-# gain of such a change is a figure, not a guess.
+# finished siblings' and children's results) read in one script with HMGET and returned by
+# position. The product adopted the one-script read (read_context in swarm/lua/_lib.lua,
+# also run by Board.context through context.lua), with replies that carry their field
+# names; measured side by side, this shows what naming the fields costs.
 LEAN_CONTEXT_LUA = """
 local TASK, CHILDREN = KEYS[1], KEYS[2]
 local tid, parent, path = ARGV[1], ARGV[2], ARGV[3]

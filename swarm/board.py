@@ -6,7 +6,6 @@ Every write is one script (atomic, one slot). Time and random draws are passed i
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import secrets
@@ -23,9 +22,10 @@ from swarm import keys
 from swarm.keys import SwarmKeys
 from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
-from swarm.purpose import DEFAULT_LEASE_S, check_ranges, settings
+from swarm.purpose import DEFAULT_LEASE_S, DEFAULT_SETTINGS, check_ranges, settings
 from swarm.reads import Reads
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
+from swarm.stored import number
 from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def stale_s(lease_s: float) -> float:
 def stored_lease_s(lease_ms: Any) -> float:
     """A swarm's lease from its meta's `lease_ms` (read from Redis, so untrusted): the
     default lease when it is missing or not a positive number."""
-    ms = _number(lease_ms, 0.0)
+    ms = number(lease_ms, 0.0)
     return ms / 1000 if ms > 0 else DEFAULT_LEASE_S
 
 
@@ -126,27 +126,35 @@ class ClaimOutcome:
 
 
 def named(flat: Sequence[Any]) -> dict[str, Any]:
-    """A script's flat name/value reply as a dict: replies are decoded by name (_lib.lua)."""
-    return {str(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+    """A script's flat name/value reply as a dict: replies are decoded by name (_lib.lua).
+    The client decodes responses, so names and values arrive as str (or nested lists)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _strings(flat: Sequence[Any]) -> dict[str, str]:
-    return {name: str(value) for name, value in named(flat).items()}
+def records(rows: Sequence[Any]) -> list[dict[str, str]]:
+    """A reply's records: its first row names the fields, each other row holds one record's
+    values in that order (_lib.lua `task_rows`); absent values are left out."""
+    if not rows:
+        return []
+    names = rows[0]
+    return [{n: v for n, v in zip(names, row, strict=True) if v is not None} for row in rows[1:]]
 
 
-def _task(flat: Sequence[Any]) -> Task:
-    """A task from a flat name/value list that names its id."""
-    fields = _strings(flat)
-    return Task.from_hash(fields.pop("id", ""), fields)
+def _context_tasks(rows: Sequence[Any], parent: str, depth: int | None) -> tuple[Task, ...]:
+    """Context tasks, each with the parent and depth it has by where it sits (not read)."""
+    return tuple(
+        Task.from_hash(rec.pop("id", ""), rec, parent=parent, depth=n if depth is None else depth)
+        for n, rec in enumerate(records(rows))
+    )
 
 
-def _context(reply: Sequence[Any]) -> TaskContext:
+def _context(task: Task, reply: Sequence[Any]) -> TaskContext:
     """read_context's reply: each task holds only the fields a prompt uses (_lib.lua)."""
     parts = named(reply)
     return TaskContext(
-        ancestry=tuple(_task(t) for t in parts["ancestry"]),
-        siblings=tuple(_task(t) for t in parts["siblings"]),
-        children=tuple(_task(t) for t in parts["children"]),
+        ancestry=_context_tasks(parts["ancestry"], "", None),  # root first: depth = position
+        siblings=_context_tasks(parts["siblings"], task.parent, task.depth),
+        children=_context_tasks(parts["children"], task.id, task.depth + 1),
     )
 
 
@@ -303,9 +311,9 @@ class Board:
             return ClaimOutcome(status, swarm_state=str(fields["state"]))
         if status is ClaimStatus.PAUSED:
             return ClaimOutcome(status, swarm_state=SwarmState.PAUSED.value)
-        task = Task.from_hash(str(fields["id"]), _strings(fields["task"]))
+        task = Task.from_hash(fields["id"], named(fields["task"]))
         # a budget missing from meta reads as the default, as it does in the scripts
-        swarm = {**settings(), **named(fields["swarm"])}
+        swarm = {**DEFAULT_SETTINGS, **named(fields["swarm"])}
         claim = Claim(
             task=task,
             fence=int(fields["fence"]),
@@ -314,7 +322,7 @@ class Board:
             max_tasks=int(swarm["max_tasks"]),
             max_depth=int(swarm["max_depth"]),
             max_children=int(swarm["max_children"]),
-            context=_context(fields["context"]),
+            context=_context(task, fields["context"]),
         )
         return ClaimOutcome(status, claim=claim, swarm_state=str(swarm["state"]))
 
@@ -477,7 +485,7 @@ class Board:
 
     def context(self, task: Task) -> TaskContext:
         """Ancestry, finished siblings and children, as a claim returns them (one round trip)."""
-        return _context(self._run("context", task.id))
+        return _context(task, self._run("context", task.id))
 
     def workers_alive(self, *, lease_ms: Any = None, now: float | None = None) -> int:
         """Workers whose last beat is fresh, by the swarm's lease (`lease_ms`: read if None)."""
@@ -577,10 +585,10 @@ class Board:
         pipe.hmget(self.keys.meta, "lambda", "created", "candidates")
         pipe.zrevrange(self.keys.open, 0, 63, withscores=True)
         (lam, created, k), top = pipe.execute()
-        # read from Redis, so untrusted: level() bounds each term, _number() each field
-        t_s = (self.now_ms(now) - _number(created, 0)) / 1000
-        scores = [s for _, s in top[: max(int(_number(k, 16)), 1)]]
-        return sum(level(s, t_s, _number(lam, 0)) for s in scores)
+        # read from Redis, so untrusted: level() bounds each term, number() each field
+        t_s = (self.now_ms(now) - number(created, 0)) / 1000
+        scores = [s for _, s in top[: max(int(number(k, 16)), 1)]]
+        return sum(level(s, t_s, number(lam, 0)) for s in scores)
 
 
 # A default boost outweighs everything the claim rule now weighs, so the task is taken next
@@ -619,15 +627,6 @@ def swarm_summaries(
         if meta["state"] is not None:
             found.append((sid, meta))
     return found
-
-
-def _number(value: Any, default: float) -> float:
-    """A finite number read from Redis, else `default`."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
 
 
 def newest_running(client: Any, *, skip: Iterable[str] = (), scan: int = 50) -> str | None:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
 import yaml
@@ -81,6 +82,10 @@ def settings(budgets: Budgets | None = None, tuning: Tuning | None = None) -> di
         "synth_bonus": t.synth_bonus,
         "events_max": EVENTS_MAX,
     }
+
+
+# What a script assumes for a missing budget or tuning field, and the claim decoder too.
+DEFAULT_SETTINGS: Mapping[str, float] = MappingProxyType(settings())
 
 
 @dataclass(frozen=True)

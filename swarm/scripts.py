@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.commands.core import Script
 
-from swarm.purpose import settings
+from swarm.purpose import DEFAULT_SETTINGS
 
 NAMES = (
     "seed",
@@ -57,7 +57,7 @@ def prelude() -> str:
 
 def _defaults() -> str:
     """The Lua table of what a missing meta field reads as: the purpose defaults."""
-    pairs = ", ".join(f'["{name}"] = {value!r}' for name, value in settings().items())
+    pairs = ", ".join(f'["{name}"] = {value!r}' for name, value in DEFAULT_SETTINGS.items())
     return f"local DEFAULTS = {{{pairs}}}\n"
 
 

@@ -69,9 +69,12 @@ class Task:
     score: float = 0.0  # its pheromone score when claimed, restored if it is given back
 
     @classmethod
-    def from_hash(cls, tid: str, h: dict[str, str]) -> Task:
-        """Build a Task from the decoded fields of its Redis hash (absent fields: defaults)."""
-        return cls(id=tid, **{name: _DECODERS[name](h[name]) for name in FIELDS if name in h})
+    def from_hash(cls, tid: str, h: dict[str, str], **known: Any) -> Task:
+        """Build a Task from the decoded fields of its Redis hash (absent fields: defaults;
+        `known`: fields the caller knows otherwise, already typed)."""
+        decoded = {k: _DECODERS[k](v) for k, v in h.items() if k in _DECODERS}
+        decoded.update(known)
+        return cls(id=tid, **decoded)
 
 
 def _csv(value: str) -> tuple[str, ...]:

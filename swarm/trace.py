@@ -16,6 +16,7 @@ from swarm.board import BoardError
 from swarm.display import md_block, md_inline
 from swarm.keys import SwarmKeys
 from swarm.reads import Reads
+from swarm.stored import number as _num  # a meta field may hold anything, 'inf' included
 from swarm.task import INT_FIELDS, LIST_FIELDS, SwarmState
 
 CHUNK = 1000  # commands per pipeline: big enough to amortise the round trip, small enough
@@ -101,13 +102,6 @@ def _nest(tasks: dict[str, tuple[dict[str, str], list[str]]]) -> dict[str, Any]:
     for tid, (_, kids) in tasks.items():
         records[tid]["children"] = [records[k] for k in kids if k in records]
     return records.get("0", {})
-
-
-def _num(value: str | None) -> float:
-    try:
-        return float(value or 0)
-    except ValueError:
-        return 0.0
 
 
 def _budgets(meta: dict[str, str], deepest: int, now_ms: int) -> dict[str, dict[str, float]]:

@@ -28,6 +28,11 @@ from swarm.outage import describe, is_outage
 from swarm.pheromone import level
 from swarm.reads import Reads
 
+# Everything read from Redis is untrusted: a field that is not a finite number reads as the
+# default, so no frame fails on 'inf', 'nan' or '1e999'.
+from swarm.stored import integer as _int
+from swarm.stored import number as _float
+
 # -- what one frame reads ----------------------------------------------------------------------
 
 META_FIELDS = (
@@ -187,23 +192,6 @@ def _tail_rows(height: int) -> int:
 
 
 # -- reading ----------------------------------------------------------------------------------
-
-
-# Everything read from Redis is untrusted: a field that is not a finite number reads as the
-# default, so no frame fails on 'inf', 'nan' or '1e999'.
-def _int(value: Any, default: int = 0) -> int:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError, OverflowError):
-        return default
-
-
-def _float(value: Any, default: float = 0.0) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
 
 
 @dataclass

@@ -149,9 +149,9 @@ class _Stats:
 class _Shared:
     """Everything the slot threads, the heartbeat thread and the shutdown share, behind one
     lock: the tasks held (and each one's renewal time and lost flag), the boards met, each
-    swarm's facts, the swarm being served and those finished, the heartbeat's schedule, and
-    the worker's counters. Callers get copies, never the containers, so no thread iterates
-    what another one changes."""
+    swarm's facts, the swarm being served and those finished, the heartbeat's schedule, the
+    warnings already given, and the worker's counters. Callers get copies, never the
+    containers, so no thread iterates what another one changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -163,6 +163,7 @@ class _Shared:
         self._stats = _Stats()
         self._due = 0.0  # monotonic time of the next heartbeat
         self._beating = True  # false once the shutdown released what was held
+        self._said: set[str] = set()  # the topics of the warnings given (_Advice)
 
     def hold(self, held: _Held) -> None:
         with self._lock:
@@ -261,6 +262,13 @@ class _Shared:
         with self._lock:
             self._beating = False
 
+    def first_time(self, topic: str) -> bool:
+        """True the first time a topic is asked about: a warning is given once per worker."""
+        with self._lock:
+            first = topic not in self._said
+            self._said.add(topic)
+            return first
+
     # the worker's counters, for its record
 
     def count_thought(self, think_s: float) -> None:
@@ -278,18 +286,12 @@ class _Shared:
 
 
 class _Advice:
-    """Warns once when the lease and the thinking time disagree, with figures and a fix."""
+    """Warns once when the lease and the thinking time disagree, with figures and a fix (what
+    was said is kept in `_Shared`, since slots and the heartbeat both warn)."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, once: Callable[[str], bool]) -> None:
         self.slots = slots
-        self._lock = threading.Lock()
-        self._said: set[str] = set()
-
-    def _once(self, topic: str) -> bool:
-        with self._lock:
-            first = topic not in self._said
-            self._said.add(topic)
-            return first
+        self._once = once
 
     def step(self, think_s: float, lease_s: float) -> None:
         if think_s > lease_s and self._once("step"):
@@ -367,7 +369,7 @@ class Worker:
         # with a shorter lease than the schedule allows, a mind about to block, or the
         # shutdown wakes it.
         self._wake = threading.Event()
-        self._advice = _Advice(config.slots)
+        self._advice = _Advice(config.slots, self._shared.first_time)
         self._outage = OutageNotice(log)  # refusals: a full, read-only, busy Redis
 
     # -- lifecycle -----------------------------------------------------------------------

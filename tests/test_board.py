@@ -439,8 +439,8 @@ def test_every_field_a_script_writes_is_a_task_field(seed: Any, clock: FakeClock
 
 
 def test_claim_reply_and_context_are_decoded_by_name(seed: Any) -> None:
-    """Task fields come back whole by name: a claimed task and its context entries decode to
-    what `board.task` reads from the hash (context entries carry the fields they name)."""
+    """Task fields come back whole by name: a claimed task decodes to what `board.task` reads
+    from its hash; context entries carry the fields a prompt uses, and where they sit."""
     board = seed(tasks=("a", "b"))
     first = claim_ok(board)
     board.split(first, "w1", [Subtask("x", tags=("t1", "t2"))])
@@ -449,11 +449,12 @@ def test_claim_reply_and_context_are_decoded_by_name(seed: Any) -> None:
     assert child.task == board.task(child.task.id)
     assert child.task.path == ("0", first.task.id) and child.task.tags == ("t1", "t2")
     ancestry = child.context.ancestry
-    assert [(t.id, t.depth, t.kind) for t in ancestry] == [
-        ("0", 0, Kind.WORK),
-        (first.task.id, 1, Kind.WORK),
+    assert [(t.id, t.depth, t.title) for t in ancestry] == [
+        ("0", 0, "Test purpose"),
+        (first.task.id, 1, first.task.title),
     ]
-    assert ancestry[1].parent == "0" and ancestry[1].title == first.task.title
+    siblings = child.context.siblings
+    assert all(s.parent == child.task.parent and s.depth == child.task.depth for s in siblings)
 
 
 def test_a_missing_meta_field_reads_as_the_purpose_default(seed: Any) -> None:

@@ -20,7 +20,7 @@ from swarm.minds.base import Interrupted, MindError
 from swarm.minds.sim import SimConfig, SimMind
 from swarm.protocol import Answer, Confidence, ThinkRequest, Thought
 from swarm.trace import delete_swarm
-from swarm.worker import Worker, WorkerConfig, _Advice
+from swarm.worker import Worker, WorkerConfig, _Advice, _Shared
 from tests.conftest import make_purpose
 
 
@@ -180,7 +180,7 @@ def test_steps_longer_than_the_lease_warn_once(
 
 
 def test_late_renewals_warn_once_with_figures(caplog: pytest.LogCaptureFixture) -> None:
-    advice = _Advice(slots=2)
+    advice = _Advice(slots=2, once=_Shared().first_time)
     with caplog.at_level(logging.WARNING, logger="swarm.worker"):
         advice.late("0.1", 4.0, 20.0)  # on time: a fifth of the lease
         advice.late("0.1", 12.5, 20.0)

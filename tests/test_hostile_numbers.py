@@ -107,6 +107,24 @@ def test_readers_survive_a_huge_score_already_stored(
     assert current_level(seeded_cli, "1") <= MAX_LEVEL * 1.0001
 
 
+def test_readers_survive_counters_that_are_not_finite_numbers(seeded_cli: Board) -> None:
+    """Export, the watch frame and the metrics read meta counters through swarm.stored: a
+    counter holding 'inf', 'nan' or '1e999' reads as 0 (export used to raise OverflowError)."""
+    from swarm.stored import integer, number
+    from swarm.trace import export_swarm
+    from swarm.watch import snapshot
+
+    for value, want in (("inf", 0.0), ("nan", 0.0), ("1e999", 0.0), ("junk", 0.0), ("2.5", 2.5)):
+        assert number(value) == want and integer(value) == int(want)
+    assert integer(None, 7) == 7 and number("-inf", 1.0) == 1.0
+    client = seeded_cli.client
+    client.hset(seeded_cli.keys.meta, mapping={"tasks": "inf", "tokens": "1e999", "n_done": "nan"})
+    data = export_swarm(client, seeded_cli.id)
+    assert data["budgets"]["tasks"]["spent"] == 0 and data["budgets"]["tokens"]["spent"] == 0
+    snap = snapshot(client, seeded_cli.id)
+    assert snap.counts["done"] == 0 and dict((b.name, b.spent) for b in snap.budgets)["tasks"] == 0
+
+
 @pytest.mark.parametrize("amount", ["nan", "inf", "-inf", "0", "-5", "junk"])
 def test_lua_refuses_what_python_would_have(amount: str, seed: Any, clock: FakeClock) -> None:
     board = seed(tasks=("a", "b"))

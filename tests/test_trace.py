@@ -19,7 +19,7 @@ from swarm.purpose import Budgets
 from swarm.trace import CHUNK, delete_swarm, export_swarm, to_markdown, walk
 from swarm.worker import Worker, WorkerConfig
 from tests.conftest import FakeClock, make_purpose
-from tests.test_watch import BULK
+from tests.test_watch import bulk_tree
 
 
 def swarm_keys(client: redis.Redis, sid: str) -> list[str]:
@@ -141,7 +141,7 @@ def test_walk_export_and_rm_cross_pipeline_chunks(
     board = Board.seed(real_redis, make_purpose(budgets=Budgets(max_depth=8)), clock=FakeClock())
     boards.append(board)
     n = 2 * CHUNK + 500
-    real_redis.register_script(BULK)(keys=board._script_keys, args=[n, 7, board.now_ms()])
+    bulk_tree(real_redis, board, n, 7)
     assert len(walk(real_redis, board.keys, hashes=False)) == n + 1
     data = export_swarm(real_redis, board.id)
     assert data["task_count"] == len(flatten(data["tree"])) == n + 1

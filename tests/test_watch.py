@@ -318,6 +318,15 @@ end
 
 BULK_CHUNK = 20_000
 
+
+def bulk_tree(client: redis.Redis, board: Board, n: int, branch: int) -> None:
+    """Grow BULK's tree of n tasks under the seeded root of `board`."""
+    build = client.register_script(scripts.prelude() + BULK)
+    for first in range(1, n + 1, BULK_CHUNK):  # a chunk per call: Redis is not held long
+        last = min(first + BULK_CHUNK - 1, n)
+        build(keys=board._script_keys, args=[first, last, n, branch, board.now_ms()])
+
+
 UNBULK = """
 for i = 1, tonumber(ARGV[1]) do
   redis.call('UNLINK', KEYS[7] .. i, KEYS[8] .. i)
@@ -335,10 +344,7 @@ def bulk(real_redis: redis.Redis) -> Iterator[Any]:
             real_redis, make_purpose(budgets=Budgets(max_depth=8)), clock=FakeClock()
         )
         made.append(board.id)
-        build_bulk = real_redis.register_script(scripts.prelude() + BULK)
-        for first in range(1, n + 1, BULK_CHUNK):  # a chunk per call: Redis is not held long
-            last = min(first + BULK_CHUNK - 1, n)
-            build_bulk(keys=board._script_keys, args=[first, last, n, branch, board.now_ms()])
+        bulk_tree(real_redis, board, n, branch)
         return board
 
     yield build

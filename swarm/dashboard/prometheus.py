@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from swarm.board import list_swarms, stale_ms
 from swarm.keys import SwarmKeys
+from swarm.stored import number as _num
 from swarm.task import State, SwarmState
 
 METRICS_SWARMS = 50
@@ -39,13 +40,6 @@ META = (
     "max_depth",
     *(f"n_{s.value}" for s in State),
 )
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 class SwarmCollector(Collector):

@@ -217,51 +217,61 @@ local function posted(tid, fence, worker, state)
   return t[1] == state and t[2] == fence and t[3] == worker
 end
 
--- A hash's named fields as a flat {name, value, ...} list, absent ones left out. Replies that
--- carry records are built from these, so Python decodes them by name (swarm/board.py
--- `named`), never by position. The pairs go after those of `first` when given; the second
--- result holds the same values in a table by name.
-local function named(key, names, first)
+-- A hash's fields as a flat {name, value, ...} list, absent ones left out: a reply holding
+-- one record carries its names, so Python decodes it by name (swarm/board.py `named`).
+local function named(key, names)
   local values = redis.call('HMGET', key, unpack(names))
-  local out, by_name = first or {}, {}
+  local out = {}
   for i, name in ipairs(names) do
     if values[i] then
       out[#out + 1] = name
       out[#out + 1] = values[i]
-      by_name[name] = values[i]
     end
   end
-  return out, by_name
+  return out
 end
 
-local function task_fields(tid, names)
-  return named(TASK .. tid, names, {'id', tid})
+-- A reply holding many records of one kind is a table whose first row names the fields and
+-- whose other rows hold each record's values in that order (false where absent): the names
+-- travel once, and Python decodes every row by them (swarm/board.py `records`).
+local function task_rows(names)
+  local header = {unpack(names)}
+  header[#header + 1] = 'id'
+  return {header}
+end
+
+local function task_row(tid, names)
+  local row = redis.call('HMGET', TASK .. tid, unpack(names))
+  row[#names + 1] = tid
+  return row
 end
 
 -- What a mind is shown with a task: its ancestors' titles and details, its finished
 -- siblings' results and, for a synthesis step, every child's outcome. O(depth + children).
--- Each entry holds only the task fields the prompt uses (and parent, depth, kind, state).
-local ANCESTOR_FIELDS = {'parent', 'depth', 'kind', 'title', 'detail'}
-local SIBLING_FIELDS = {'state', 'parent', 'depth', 'kind', 'title', 'result', 'confidence'}
-local CHILD_FIELDS = {'state', 'parent', 'depth', 'kind', 'title', 'result', 'confidence', 'reason'}
+-- Only the task fields a prompt uses are read (a sibling's state first, to keep done ones).
+local ANCESTOR_FIELDS = {'title', 'detail'}
+local SIBLING_FIELDS = {'state', 'title', 'result', 'confidence'}
+local CHILD_FIELDS = {'state', 'title', 'result', 'confidence', 'reason'}
 
 local function read_context(tid)
   local t = redis.call('HMGET', TASK .. tid, 'parent', 'path')
   local parent, path = t[1] or '', t[2] or ''
-  local ancestry, siblings, children = {}, {}, {}
+  local ancestry = task_rows(ANCESTOR_FIELDS)
+  local siblings = task_rows(SIBLING_FIELDS)
+  local children = task_rows(CHILD_FIELDS)
   for id in string.gmatch(path, '[^,]+') do
-    ancestry[#ancestry + 1] = task_fields(id, ANCESTOR_FIELDS)
+    ancestry[#ancestry + 1] = task_row(id, ANCESTOR_FIELDS)
   end
   if parent ~= '' then
     for _, s in ipairs(redis.call('LRANGE', CHILDREN .. parent, 0, -1)) do
       if s ~= tid then
-        local fields, sibling = task_fields(s, SIBLING_FIELDS)
-        if sibling.state == 'done' then siblings[#siblings + 1] = fields end
+        local row = task_row(s, SIBLING_FIELDS)
+        if row[1] == 'done' then siblings[#siblings + 1] = row end  -- row[1]: its state
       end
     end
   end
   for _, c in ipairs(redis.call('LRANGE', CHILDREN .. tid, 0, -1)) do
-    children[#children + 1] = task_fields(c, CHILD_FIELDS)
+    children[#children + 1] = task_row(c, CHILD_FIELDS)
   end
   return {'ancestry', ancestry, 'siblings', siblings, 'children', children}
 end
