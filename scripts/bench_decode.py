@@ -4,8 +4,9 @@
     python scripts/bench_decode.py --model /work/models/mini \
         --out bench/results/bench_decode_mini.json
 
-Both run the same model folder on the same ONNX Runtime library with one intra-op thread
-(unguided, greedy, the KV cache at `--length` tokens), stepping in turn. Four layouts:
+Both run the same model folder on the same ONNX Runtime library with the same intra-op
+threads (GenAI's default, which the decoder shares: half the cores; one here), unguided,
+greedy, the KV cache at `--length` tokens, stepping in turn. Four layouts:
 
 - `separate_decoder_first` / `separate_genai_first`: each engine in a process of its own
   (what a worker is), the two processes started in that order;
@@ -42,7 +43,8 @@ class _Decoder(_Engine):
     def __init__(self, model: Path, ids: Any, capacity: int) -> None:
         from swarm.minds.decoder import Decoder
 
-        self.d = Decoder(model, rows=1, capacity=capacity, threads=1)
+        # The decoder's default threads are ORT GenAI's: the model's setting, else half the cores.
+        self.d = Decoder(model, rows=1, capacity=capacity)
         for i in range(0, len(ids), 256):
             self.d.prefill(0, ids[i : i + 256])
         self.token = 100
