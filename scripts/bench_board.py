@@ -4,6 +4,7 @@ with up to a million open tasks, and scale-out of slow workers. Figures, not ass
     python scripts/bench_board.py --quick          # under a minute
     python scripts/bench_board.py                  # the full run (a few minutes)
     python scripts/bench_board.py --json           # one JSON object on stdout
+    python scripts/bench_board.py --quick --latency-only   # claim latency alone
 
 By default the script starts its own `redis-server` (no persistence) on a free port, so
 nothing else shares it; `--redis URL` uses an existing server instead (noisier; the bench's
@@ -134,6 +135,7 @@ def drop_swarm(client: Any, bulk: Bulk) -> None:
     """Delete every key of a bench swarm by name (no SCAN, no FLUSH: the server may be shared)."""
     k = bulk.board.keys
     names = [k.meta, k.open, k.traits, k.leases, k.fence, k.events, k.workers]
+    names += [k.trails, k.trails_new, k.failed, k.classes]
     names += [k.worker(w) for w in client.zrange(k.workers, 0, -1)]
     pipe = client.pipeline(transaction=False)
     pipe.unlink(*names)
@@ -443,41 +445,149 @@ def rq_workers(client: Any, url: str, *, fork: bool, jobs: int, max_s: float) ->
 # ------------------------------------------------------------------ claim latency
 
 
-def claim_latency(client: Any, sizes: tuple[int, ...], samples: int) -> dict[str, Any]:
+def with_trails(client: Any, bulk: Bulk) -> None:
+    """Trails for a classed claim to weigh (docs/architecture.md section 6a): two live classes
+    with outcomes on the bulk tasks' kind, the claiming class the better one, so it takes
+    what it draws (a declined claim would time less work), and a task escalated to it."""
+    k, now = bulk.board.keys, bulk.board.now_ms()
+    client.hset(k.classes, mapping={"bench": now + 3_600_000, "other": now + 3_600_000})
+    client.hset(
+        k.trails, mapping={"bench|@work": f"9|1|9|90|{now}", "other|@work": f"1|9|1|9|{now}"}
+    )
+    top = client.zrevrange(k.open, 0, 0)
+    client.hset(k.failed, top[0], "other")
+
+
+UNFIT = 4  # top tasks that need strength 1: a strength-0 claim skips them (section 6a)
+
+
+def with_requirements(client: Any, bulk: Bulk) -> None:
+    """The top UNFIT open tasks need strength 1, which a live worker (strength 9, code) meets:
+    a claim by a strength-0 worker skips them among its K candidates, checking each against the
+    live profiles and the unmet marks (the path a requirement adds); the other claims pass
+    strength 9 and skip none."""
+    k, now = bulk.board.keys, bulk.board.now_ms()
+    client.hset(k.profiles, "9|1", now + 3_600_000)
+    for tid in client.zrevrange(k.open, 0, UNFIT - 1):
+        client.hset(k.task(tid), "min_strength", 1)
+        fields = client.hget(k.traits, tid).split("|")
+        fields[4] = "1"  # kind|priority|depth|created|min_strength|needs_code|tags
+        client.hset(k.traits, tid, "|".join(fields))
+
+
+def reference_claim(client: Any, ref: str) -> Any:
+    """claim.lua as it was at git `ref` (with that ref's _lib.lua), registered on `client`:
+    timed in the same run as today's, so a change to the claim rule is measured side by side."""
+
+    def show(path: str) -> str:
+        return subprocess.run(
+            ["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+
+    body = show("swarm/lua/claim.lua").partition("\n")[2]  # no shebang: as on any server
+    return client.register_script(show("swarm/lua/_lib.lua") + "\n" + body)
+
+
+def _timed_raw(script: Any, bulk: Bulk, *more: str) -> float:
+    """One claim by a script called directly (no reply decoding), then a release (not timed);
+    returns seconds. The reference and today's claim are compared this way."""
+    board = bulk.board
+    args = ["bench-latency", board.now_ms(), 60_000, board.rng.random(), board.rng.random()]
+    args += [board.rng.random(), "", 8, *more]
+    a = time.perf_counter()
+    reply = script(keys=board._script_keys, args=args)
+    took = time.perf_counter() - a
+    # positional ({'ok', tid, fence, ...}) before replies were named ({'ok', 'id', tid, ...})
+    tid, fence = (reply[2], reply[4]) if reply[1] == "id" else (reply[1], reply[2])
+    board._run("release", tid, fence, "bench-latency", board.now_ms())
+    return took
+
+
+def claim_latency(
+    client: Any, sizes: tuple[int, ...], samples: int, against: str | None = None
+) -> dict[str, Any]:
     """Claim and release timings (ms) with each number of open tasks, measured interleaved.
 
     Every size's swarm exists at once and each round claims and releases once in each, so
     the machine's noise falls on all sizes alike. A release puts the task back, keeping
-    `open` at its size.
+    `open` at its size. With `against`, a claim by that git ref's claim.lua is timed in the
+    same rounds.
     """
+    reference = reference_claim(client, against) if against else None
     bulks = []
     for size in sizes:
         t0 = time.monotonic()
         bulks.append(bulk_swarm(client, size))
         log(f"  bulk-wrote {size:,} open tasks in {time.monotonic() - t0:.1f} s")
+    for bulk in bulks:
+        with_trails(client, bulk)
+        with_requirements(client, bulk)
     claims: list[list[float]] = [[] for _ in sizes]
+    classed: list[list[float]] = [[] for _ in sizes]
+    unfit: list[list[float]] = [[] for _ in sizes]
     releases: list[list[float]] = [[] for _ in sizes]
+    referenced: list[list[float]] = [[] for _ in sizes]
+    raw: list[list[float]] = [[] for _ in sizes]
+    raw_classed: list[list[float]] = [[] for _ in sizes]
+    today = bulks[0].board._scripts["claim"] if bulks else None
     for i in range(samples + 200):
         for n, bulk in enumerate(bulks):
             a = time.perf_counter()
-            claim = bulk.board.claim("bench-latency").claim
+            claim = bulk.board.claim("bench-latency", strength=9).claim
             b = time.perf_counter()
             assert claim is not None
             bulk.board.release(claim, "bench-latency")
             c = time.perf_counter()
+            # the same claim by a worker with a class: trails, thresholds, escalation read
+            found = bulk.board.claim("bench-latency", worker_class="bench", strength=9).claim
+            d = time.perf_counter()
+            assert found is not None
+            bulk.board.release(found, "bench-latency")
+            # by a worker that meets none of the UNFIT top tasks: it skips them
+            e = time.perf_counter()
+            weak = bulk.board.claim("bench-latency", strength=0).claim
+            f = time.perf_counter()
+            assert weak is not None and int(weak.task.min_strength) == 0
+            bulk.board.release(weak, "bench-latency")
+            ref_s = raw_s = raw_classed_s = 0.0
+            if reference is not None:
+                ref_s = _timed_raw(reference, bulk)
+                raw_s = _timed_raw(today, bulk, "", "9")
+                raw_classed_s = _timed_raw(today, bulk, "bench", "9")
             if i >= 200:  # the first ones warm the connection and the script cache
                 claims[n].append((b - a) * 1000)
                 releases[n].append((c - b) * 1000)
+                classed[n].append((d - c) * 1000)
+                unfit[n].append((f - e) * 1000)
+                referenced[n].append(ref_s * 1000)
+                raw[n].append(raw_s * 1000)
+                raw_classed[n].append(raw_classed_s * 1000)
     memory = client.info("memory").get("used_memory_human", "?")
     for bulk in bulks:
         drop_swarm(client, bulk)
     out: dict[str, Any] = {"server_memory_with_all": memory}
-    for size, cl, rel in zip(sizes, claims, releases, strict=True):
-        cl.sort()
-        rel.sort()
+    for n, size in enumerate(sizes):
+        cl, cc, rel = sorted(claims[n]), sorted(classed[n]), sorted(releases[n])
+        cu = sorted(unfit[n])
+        if against:
+            out.setdefault("against", against)
+            for name, series in (
+                (against, referenced[n]),
+                ("today", raw[n]),
+                ("today_classed", raw_classed[n]),
+            ):
+                series.sort()
+                out[f"{size}_script_{name}"] = {
+                    "claim_p50_ms": round(_percentile(series, 0.5), 3),
+                    "claim_p99_ms": round(_percentile(series, 0.99), 3),
+                }
         out[str(size)] = {
             "claim_p50_ms": round(_percentile(cl, 0.5), 3),
             "claim_p99_ms": round(_percentile(cl, 0.99), 3),
+            "claim_class_p50_ms": round(_percentile(cc, 0.5), 3),
+            "claim_class_p99_ms": round(_percentile(cc, 0.99), 3),
+            "claim_unfit_p50_ms": round(_percentile(cu, 0.5), 3),
+            "claim_unfit_p99_ms": round(_percentile(cu, 0.99), 3),
             "release_p50_ms": round(_percentile(rel, 0.5), 3),
             "release_p99_ms": round(_percentile(rel, 0.99), 3),
         }
@@ -597,9 +707,21 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
         out[f"claim_p50_{sizes[-1]}_vs_{sizes[0]}"] = (
             lat[sizes[-1]]["claim_p50_ms"] / lat[sizes[0]]["claim_p50_ms"]
         )
+    out.update(classed_ratios(lat))
     for name, s in r["scale_out"].items():
         out[f"scale_out_{name}_of_ideal"] = s["of_ideal"]
     return {k: round(v, 3) for k, v in out.items()}
+
+
+def classed_ratios(lat: dict[str, Any]) -> dict[str, float]:
+    """A claim by a worker with a class (trails read) against one without, and one that skips
+    candidates it does not meet against one that skips none, same run."""
+    out = {}
+    for size, v in lat.items():
+        out[f"claim_class_vs_plain_p50_{size}"] = v["claim_class_p50_ms"] / v["claim_p50_ms"]
+        if "claim_unfit_p50_ms" in v:
+            out[f"claim_unfit_vs_plain_p50_{size}"] = v["claim_unfit_p50_ms"] / v["claim_p50_ms"]
+    return out
 
 
 def targets(r: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -617,6 +739,21 @@ def targets(r: dict[str, Any]) -> list[tuple[str, bool]]:
     return checks
 
 
+def latency_table(latency: dict[str, Any]) -> str:
+    lines = [
+        "open tasks   claim p50 ms   claim p99 ms   classed p50   classed p99"
+        "   unfit p50   unfit p99   release p50 ms   release p99 ms"
+    ]
+    for size, v in latency.items():
+        lines.append(
+            f"{int(size):>10,}   {v['claim_p50_ms']:12.3f}   {v['claim_p99_ms']:12.3f}"
+            f"   {v['claim_class_p50_ms']:11.3f}   {v['claim_class_p99_ms']:11.3f}"
+            f"   {v['claim_unfit_p50_ms']:9.3f}   {v['claim_unfit_p99_ms']:9.3f}"
+            f"   {v['release_p50_ms']:14.3f}   {v['release_p99_ms']:14.3f}"
+        )
+    return "\n".join(lines)
+
+
 def report(r: dict[str, Any]) -> str:
     lines = ["", "figure                               median"]
     for key in (
@@ -632,12 +769,7 @@ def report(r: dict[str, Any]) -> str:
         f"board API phases, us per lifecycle, lean context: {r['board_api_lean_phase_us']}"
     )
     lines.append("")
-    lines.append("open tasks   claim p50 ms   claim p99 ms   release p50 ms   release p99 ms")
-    for size, v in r["claim_latency"].items():
-        lines.append(
-            f"{int(size):>10,}   {v['claim_p50_ms']:12.3f}   {v['claim_p99_ms']:12.3f}"
-            f"   {v['release_p50_ms']:14.3f}   {v['release_p99_ms']:14.3f}"
-        )
+    lines.append(latency_table(r["claim_latency"]))
     lines.append("")
     for name, s in r["scale_out"].items():
         lines.append(
@@ -665,6 +797,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the JSON here (default bench/results/)")
     ap.add_argument("--repeat", type=int, help="rounds of the side-by-side figures")
     ap.add_argument("--no-million", action="store_true", help="claim latency up to 100,000")
+    ap.add_argument(
+        "--latency-only", action="store_true", help="only the claim latency (plain and classed)"
+    )
+    ap.add_argument(
+        "--against", metavar="GIT_REF", help="with --latency-only: time that ref's claim.lua too"
+    )
     args = ap.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -677,7 +815,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         client = redis.Redis.from_url(url, decode_responses=True)
-        result = run(client, url, plan)
+        if args.latency_only:
+            latency = claim_latency(
+                client, plan.latency_sizes, plan.latency_samples, against=args.against
+            )
+            result = {"server_memory_with_all": latency.pop("server_memory_with_all")}
+            against = {k: latency.pop(k) for k in list(latency) if not k.isdigit()}
+            result["claim_latency"], result["claim_latency_against"] = latency, against
+            ratios_ = classed_ratios(latency)
+            for size in latency:
+                ref = against.get(f"{size}_script_{args.against}")
+                if ref:  # scripts called alike, in the same rounds
+                    for name in ("today", "today_classed"):
+                        ratios_[f"script_{name}_p50_{size}_vs_{args.against}"] = (
+                            against[f"{size}_script_{name}"]["claim_p50_ms"] / ref["claim_p50_ms"]
+                        )
+            result["ratios"] = {k: round(v, 3) for k, v in ratios_.items()}
+        else:
+            result = run(client, url, plan)
         result["meta"] = {
             "command": " ".join(["python scripts/bench_board.py", *(argv or sys.argv[1:])]),
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -695,11 +850,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-    out = args.out or RESULTS / f"bench_board{'_quick' if args.quick else ''}.json"
+    name = (
+        "bench_board" + ("_quick" if args.quick else "") + ("_latency" if args.latency_only else "")
+    )
+    out = args.out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result))
+    elif args.latency_only:
+        print(latency_table(result["claim_latency"]))
+        for name, v in result["claim_latency_against"].items():
+            if isinstance(v, dict):
+                print(
+                    f"{name}: claim p50 {v['claim_p50_ms']:.3f} ms, p99 {v['claim_p99_ms']:.3f} ms"
+                )
+        print("\n".join(f"ratio {k:36s} {v:8.3f}" for k, v in result["ratios"].items()))
     else:
         print(report(result))
         print(f"\nwritten to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")

@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.cluster
 
-from swarm import keys
+from swarm import keys, trails
+from swarm.check import MAX_OUTPUT as MAX_CHECK_OUTPUT
+from swarm.check import CheckResult
 from swarm.keys import SwarmKeys
 from swarm.pheromone import MAX_LEVEL, level
 from swarm.protocol import Confidence, Limits, Subtask
 from swarm.purpose import DEFAULT_LEASE_S, DEFAULT_SETTINGS, check_ranges, settings
 from swarm.reads import Reads
+from swarm.requirements import Requirements, check_strength
 from swarm.scripts import scripts_for, scripts_without_flags, shebang_unsupported
-from swarm.stored import number
+from swarm.stored import integer, number
 from swarm.task import State, SwarmState, Task
 
 if TYPE_CHECKING:
@@ -85,6 +88,7 @@ class ClaimStatus(str, Enum):
     EMPTY = "empty"  # nothing open right now (others may still hold tasks)
     PAUSED = "paused"
     CLOSED = "closed"  # the swarm is done or cancelled
+    DECLINED = "declined"  # this worker's class left the task it drew to another (section 6a)
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,13 @@ def _meta_fields(swarm_id: str, purpose: Purpose, now_ms: int) -> dict[str, str 
         "sandbox": purpose.sandbox,
         **settings(purpose.budgets, purpose.tuning),
         "deadline": now_ms + int(purpose.budgets.deadline_s * 1000),
+        "trail_half_life_s": trails.HALF_LIFE_S,
+        # the root's requirements, which every task of the swarm inherits (section 6a)
+        "min_strength": purpose.requires.min_strength,
+        "needs_code": int(purpose.requires.needs_code),
+        # How the root's answer is checked (swarm/check.py), and how often it may go back.
+        "check": purpose.check.to_json() if purpose.check is not None else "",
+        "check_retries": purpose.check.retries if purpose.check is not None else 0,
     }
 
 
@@ -280,6 +291,8 @@ class Board:
             raise
         if cluster:
             client.zadd(keys.INDEX, {board.id: now})
+        if purpose.tuning.learning > 0:
+            board.seed_trails(trails.Trails(client))
         return board
 
     # -- the worker's operations ---------------------------------------------------------
@@ -291,6 +304,9 @@ class Board:
         lease_s: float = DEFAULT_LEASE_S,
         skills: Iterable[str] = (),
         reap_limit: int = 8,
+        worker_class: str = "",
+        strength: int = 0,
+        code: bool = False,
         now: float | None = None,
     ) -> ClaimOutcome:
         reply = self._run(
@@ -303,8 +319,13 @@ class Board:
             self.rng.random(),
             ",".join(skills),
             reap_limit,
+            worker_class,
+            strength,
+            int(code),
         )
         status, fields = ClaimStatus(reply[0]), named(reply[1:])
+        if status is ClaimStatus.DECLINED:
+            return ClaimOutcome(status)
         if status is ClaimStatus.EMPTY:
             return ClaimOutcome(status, held_elsewhere=int(fields["held"]))
         if status is ClaimStatus.CLOSED:
@@ -343,6 +364,34 @@ class Board:
         tokens: int = 0,
         now: float | None = None,
     ) -> SwarmState:
+        return self._complete(claim, worker, answer, confidence, None, tokens, now)[0]
+
+    def complete_checked(
+        self,
+        claim: Claim,
+        worker: str,
+        answer: str,
+        confidence: Confidence,
+        check: CheckResult,
+        *,
+        tokens: int = 0,
+        now: float | None = None,
+    ) -> bool:
+        """Post the root's answer with its check's verdict. True when the answer failed and
+        went back to the swarm as a synthesize task with the checker's output as feedback;
+        False when it was posted (passed, or out of re-checks or budget: complete.lua)."""
+        return self._complete(claim, worker, answer, confidence, check, tokens, now)[1]
+
+    def _complete(
+        self,
+        claim: Claim,
+        worker: str,
+        answer: str,
+        confidence: Confidence,
+        check: CheckResult | None,
+        tokens: int,
+        now: float | None,
+    ) -> tuple[SwarmState, bool]:
         reply = self._run(
             "complete",
             claim.task.id,
@@ -353,10 +402,12 @@ class Board:
             confidence.value,
             confidence.weight,
             tokens,
+            "" if check is None else check.verdict.value,
+            "" if check is None else check.output[:MAX_CHECK_OUTPUT],
         )
         if reply[0] == "lost":
             raise LeaseLost(f"task {claim.task.id}: lease lost, result dropped")
-        return SwarmState(reply[1])
+        return SwarmState(reply[1]), reply[2] == "sent_back"
 
     def split(
         self,
@@ -508,15 +559,24 @@ class Board:
             "tokens": int(m.get("tokens", 0)),
             "completions": int(m.get("completions", 0)),
             "workers_alive": self.workers_alive(lease_ms=m.get("lease_ms", ""), now=now),
+            # open tasks no live worker meets (section 6a): they wait, then die after unmet_s
+            "unmet": int(self.client.hlen(self.keys.unmet)),
             "budgets": {
                 "max_tasks": int(m["max_tasks"]),
                 "max_depth": int(m["max_depth"]),
                 "max_tokens": int(m["max_tokens"]),
                 "max_attempts": int(m["max_attempts"]),
                 "deadline_s": float(m["deadline_s"]),
+                "unmet_s": number(m.get("unmet_s"), DEFAULT_SETTINGS["unmet_s"]),
             },
             "created": int(m["created"]),
             "finished": int(m["finished"]) if m.get("finished") else None,
+            # The root's check: '' when the purpose has none or no answer was checked yet.
+            "check": {
+                "verdict": m.get("check_verdict", ""),
+                "checks": integer(m.get("checks")),
+                "output": m.get("check_output", ""),
+            },
         }
 
     def answer(self) -> str | None:
@@ -529,6 +589,34 @@ class Board:
         return [
             (eid, dict(f)) for eid, f in self.client.xrange(self.keys.events, start, "+", count)
         ]
+
+    # -- trails (swarm/trails.py) -------------------------------------------------------------
+
+    def seed_trails(self, store: trails.Trails, *, now: float | None = None) -> int:
+        """Start this swarm's trails from the long-lived ones; returns how many were seeded.
+
+        A separate script from `seed`: on a cluster the long-lived trails live in another
+        slot, so they are read here and handed over (a claim before this sees no trails)."""
+        args = [self.now_ms(now), int(store.half_life_s * 1000), *store.seed_args()]
+        return int(self._run("trails_seed", *args))
+
+    def fold_trails(self, store: trails.Trails, *, now: float | None = None) -> int:
+        """Move this swarm's new outcomes into the long-lived trails; returns how many.
+
+        Two steps (take, then fold), since the two hashes may live in different slots;
+        outcomes taken by a process that dies before folding are lost to the long-lived
+        trails only (this swarm's own trails keep them)."""
+        pairs = [str(x) for x in self._run("trails_take")]
+        store.fold(pairs, self.now_ms(now))
+        return len(pairs) // 2
+
+    def own_trails(self) -> list[trails.Trail]:
+        """This swarm's own trails (seeded plus its outcomes)."""
+        return trails.parse_all(self.client.hgetall(self.keys.trails))
+
+    def failed_by(self, tid: str) -> list[str]:
+        """The worker classes that have failed a task (escalation), in order."""
+        return [c for c in (self.client.hget(self.keys.failed, tid) or "").split(",") if c]
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -546,6 +634,12 @@ class Board:
         pipe.zadd(self.keys.workers, {worker: now_ms})
         pipe.hset(self.keys.worker(worker), mapping={**record, "seen": now_ms})
         pipe.pexpire(self.keys.worker(worker), int(ttl_s * 1000))
+        # what the claim script reads of the live workers (section 6a): the classes escalation
+        # may steer a task to, and the profiles that tell whether anyone meets a requirement
+        strength, code = record.get("strength", 0), record.get("code", 0)
+        if record.get("class"):
+            pipe.hset(self.keys.classes, str(record["class"]), f"{now_ms}|{strength}|{code}")
+        pipe.hset(self.keys.profiles, f"{strength}|{code}", now_ms)
         pipe.execute()
 
     def forget_worker(self, worker: str) -> None:
@@ -564,16 +658,29 @@ class Board:
         parent: str = "0",
         detail: str = "",
         tags: Sequence[str] = (),
+        requires: Requirements | None = None,
         now: float | None = None,
         request: str | None = None,
     ) -> str:
         """Add an open task under a waiting parent (swarm/lua/inject.lua); returns its id.
 
+        `requires`: what its worker must meet, on top of what the parent requires (inherited).
         Raises BoardError with the reason when the swarm or the parent cannot take it.
         """
         title, clean_tags = _checked_injection(title, detail, tags)
+        need = requires or Requirements()
+        check_strength(need.min_strength, "minimum strength")
         reply = self._run_once(
-            "inject", request, parent, title, detail, ",".join(clean_tags), who, self.now_ms(now)
+            "inject",
+            request,
+            parent,
+            title,
+            detail,
+            ",".join(clean_tags),
+            who,
+            self.now_ms(now),
+            need.min_strength,
+            int(need.needs_code),
         )
         if reply[0] != "ok":
             raise BoardError(f"cannot inject into swarm {self.id}: {reply[1]}")

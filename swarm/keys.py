@@ -13,6 +13,10 @@ from dataclasses import dataclass
 # on a Redis Cluster it lives in another slot and only single-key commands reach it.
 INDEX = "swarm:index"
 
+# hash: '<worker class>|<kind of task>' -> decayed outcome counts (swarm/trails.py). Not tagged:
+# it outlives every swarm; single-key scripts fold swarms' outcomes into it and seed from it.
+TRAILS = "swarm:trails"
+
 # The RQ queue of code jobs (RQ prefixes it with `rq:queue:`; it may live on another Redis).
 EXEC_QUEUE = "swarm-exec"
 
@@ -118,3 +122,36 @@ class SwarmKeys:
 
     def worker(self, wid: str) -> str:
         return self.prefix + "worker:" + wid
+
+    # The scripts build these from the meta key's name (swarm/lua/_lib.lua), so that
+    # every script keeps its eight KEYS; the names must agree.
+
+    @property
+    def trails(self) -> str:
+        """hash: '<class>|<kind>' -> this swarm's decayed outcome counts (claims read it)"""
+        return self.prefix + "trails"
+
+    @property
+    def trails_new(self) -> str:
+        """hash: outcomes not yet folded into the long-lived TRAILS"""
+        return self.prefix + "trails:new"
+
+    @property
+    def failed(self) -> str:
+        """hash: task id -> the worker classes that failed it (escalation)"""
+        return self.prefix + "failed"
+
+    @property
+    def classes(self) -> str:
+        """hash: worker class -> 'beat|strength|code' of its latest heartbeat"""
+        return self.prefix + "classes"
+
+    @property
+    def profiles(self) -> str:
+        """hash: 'strength|code' -> the latest heartbeat (ms) of a worker offering that"""
+        return self.prefix + "profiles"
+
+    @property
+    def unmet(self) -> str:
+        """hash: open task id -> when (ms) a claim first saw no live worker meet it"""
+        return self.prefix + "unmet"

@@ -160,8 +160,9 @@ def task_outcome(
     seconds: float = 0.0,
     detail: str = "",
 ) -> None:
-    """The one INFO line a worker writes per task event: claimed, answered, split, failed,
-    released; `detail` is shown literally (it may come from the model)."""
+    """The one INFO line a worker writes per task event: claimed, answered, sent_back (the
+    root's answer failed its check and went back), split, failed, released; `detail` is
+    shown literally (it may come from the model)."""
     if not log.isEnabledFor(logging.INFO):
         return  # the hot path of a quiet worker builds nothing
     seconds = round(seconds, 2)

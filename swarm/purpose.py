@@ -19,8 +19,10 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
+from swarm.check import Check, CheckError, CheckKind, find_fenced, parse_check
 from swarm.pheromone import decay_rate
 from swarm.protocol import Limits
+from swarm.requirements import MAX_STRENGTH, InvalidStrength, Requirements, check_strength
 
 DEFAULT_LEASE_S = 60.0  # a lease, when neither the purpose nor the swarm names one
 EVENTS_MAX = 10_000  # events a swarm's stream keeps
@@ -38,6 +40,9 @@ class Budgets:
     max_attempts: int = 3
     max_children: int = 5
     lease_s: float = DEFAULT_LEASE_S
+    # A task whose requirements no live worker meets dies after this long (section 6a), so
+    # work nobody can do does not hold the swarm back from its answer.
+    unmet_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Tuning:
     epsilon: float = 0.05  # chance of a uniform pick over all open tasks
     candidates: int = 16  # K: how many of the top open tasks the claim rule weighs
     synth_bonus: float = 4.0  # eta bonus of synthesize tasks, so branches close
+    # Division of labour (section 6a): the weight of the worker classes' trails in the claim
+    # rule. 0 switches learning off: no trails read or written, no escalation.
+    learning: float = 1.0
 
 
 def settings(budgets: Budgets | None = None, tuning: Tuning | None = None) -> dict[str, float]:
@@ -70,6 +78,7 @@ def settings(budgets: Budgets | None = None, tuning: Tuning | None = None) -> di
         "max_children": b.max_children,
         "lease_ms": int(b.lease_s * 1000),
         "deadline_s": b.deadline_s,
+        "unmet_s": b.unmet_s,
         "half_life_s": t.half_life_s,
         "lambda": decay_rate(t.half_life_s),
         "initial": t.initial,
@@ -80,6 +89,7 @@ def settings(budgets: Budgets | None = None, tuning: Tuning | None = None) -> di
         "epsilon": t.epsilon,
         "candidates": t.candidates,
         "synth_bonus": t.synth_bonus,
+        "learning": t.learning,
         "events_max": EVENTS_MAX,
     }
 
@@ -104,6 +114,10 @@ class Purpose:
     tuning: Tuning = field(default_factory=Tuning)
     sandbox: str = "auto"  # auto | local | e2b | none
     tasks: tuple[RootTask, ...] = ()
+    # What every task of the swarm needs of its worker (the root's requirements, which each
+    # task made under it inherits as a floor: section 6a).
+    requires: Requirements = field(default_factory=Requirements)
+    check: Check | None = None  # how the root's answer is checked (swarm/check.py)
 
 
 class PurposeError(ValueError):
@@ -113,7 +127,8 @@ class PurposeError(ValueError):
 MAX_BYTES = 256 * 1024
 MAX_TITLE = 120
 SANDBOXES = ("auto", "local", "e2b", "none")
-TOP_KEYS = ("name", "sandbox", "budgets", "pheromone")
+TOP_KEYS = ("name", "sandbox", "budgets", "pheromone", "requires", "check")
+REQUIRES_KEYS = ("min_strength", "needs_code")
 
 # Root tasks become task hashes like any split's children, so they obey a mind's tag bounds.
 _LIMITS = Limits()
@@ -153,6 +168,7 @@ _BUDGET_RANGES = {
     "max_attempts": _Range(1, 100),
     "max_children": _Range(1, 32),
     "lease_s": _Range(5, 86_400),
+    "unmet_s": _Range(0, 1e7),
 }
 _TUNING_RANGES = {
     "half_life_s": _Range(0.1, 1e9),
@@ -164,6 +180,7 @@ _TUNING_RANGES = {
     "epsilon": _Range(0, 1),
     "candidates": _Range(1, 256),
     "synth_bonus": _Range(0, 1e6),
+    "learning": _Range(0, 10),
 }
 
 # Front matter is a small, flat mapping: YAML beyond this is refused before it is built.
@@ -233,11 +250,51 @@ def parse_purpose(text: str, source: str = "<purpose>") -> Purpose:
     meta, body_start = _front_matter(lines, source)
     body = lines[body_start:]
     settings = _settings(meta, source)
-    text_out = "\n".join(body).strip()
+    body, check = _fenced_check(body, body_start, settings.check, source)
+    # The check block's lines are blanked, not removed, so later line numbers stay right;
+    # the text the minds see has neither the block nor the gap it leaves.
+    text_out = re.sub(r"\n{3,}", "\n\n", "\n".join(body)).strip()
     if not re.search(r"\w", text_out):
         _fail(source, "empty purpose: no text says what the swarm should achieve")
     tasks = _tasks(body, body_start, settings.budgets, source)
-    return replace(settings, title=_title(body), text=text_out, tasks=tasks)
+    if check is not None and check.kind is CheckKind.PYTHON and settings.sandbox == "none":
+        # it could never run: the swarm would end with every answer's check an error
+        _fail(source, "a python check runs in the sandbox, and this purpose has sandbox: none")
+    return replace(settings, title=_title(body), text=text_out, tasks=tasks, check=check)
+
+
+def _fenced_check(
+    body: list[str], offset: int, front: Check | None, source: str
+) -> tuple[list[str], Check | None]:
+    """The body with its ```check block blanked, and the purpose's check (front matter's or
+    the block's; never both). The block is YAML like the front matter's `check:` value."""
+    try:
+        found = find_fenced(body)
+    except CheckError as exc:
+        _fail(source, str(exc), None if exc.index is None else offset + exc.index + 1)
+    if found is None:
+        return body, front
+    start, end = found
+    line = offset + start + 1
+    if front is not None:
+        _fail(source, "a check in the front matter and a ```check block: keep one", line)
+    block = "\n".join(body[start + 1 : end])
+    if len(block) > MAX_FRONT_MATTER:
+        _fail(source, f"the ```check block is over {MAX_FRONT_MATTER // 1024} KiB", line)
+    try:
+        _node, value = _load_yaml(block, source)
+    except yaml.YAMLError as e:
+        problem = _cut(getattr(e, "problem", None) or str(e).splitlines()[0], 200)
+        _fail(source, f"the ```check block is not valid YAML: {problem}", line)
+    except PurposeError:
+        raise
+    except (ValueError, OverflowError, RecursionError) as e:
+        _fail(source, f"the ```check block has a value that cannot be read: {_cut(str(e))}", line)
+    try:
+        check = parse_check(value)
+    except CheckError as exc:
+        _fail(source, str(exc), line)
+    return [*body[:start], *([""] * (end - start + 1)), *body[end + 1 :]], check
 
 
 def _check_raw(text: str, source: str) -> None:
@@ -441,7 +498,43 @@ def _settings(meta: _Meta, source: str) -> Purpose:
         sandbox=_sandbox(meta, values.get("sandbox", "auto"), source),
         budgets=_numbers(meta, "budgets", Budgets(), _BUDGET_RANGES, source),
         tuning=_numbers(meta, "pheromone", Tuning(), _TUNING_RANGES, source),
+        requires=_requires(meta, source),
+        check=_check(meta, source),
     )
+
+
+def _requires(meta: _Meta, source: str) -> Requirements:
+    """`requires: {min_strength: N, needs_code: true}`: what the swarm's workers must meet."""
+    raw = meta.values.get("requires")
+    if raw is None:
+        return Requirements()
+    if not isinstance(raw, dict):
+        line = meta.lines.get(("requires",))
+        _fail(source, f"'requires' must be a mapping, got {_kind(raw)}", line)
+    _check_keys(meta, raw, REQUIRES_KEYS, ("requires",), source)
+    code = raw.get("needs_code", False)
+    if not isinstance(code, bool):
+        line = meta.lines.get(("requires", "needs_code"))
+        _fail(source, f"requires.needs_code must be true or false, got {_shown(code)}", line)
+    strength = raw.get("min_strength", 0)
+    line = meta.lines.get(("requires", "min_strength"))
+    if isinstance(strength, bool) or not isinstance(strength, int):
+        want = f"a whole number from 0 to {MAX_STRENGTH}"
+        _fail(source, f"requires.min_strength must be {want}, got {_shown(strength)}", line)
+    try:
+        min_strength = check_strength(strength, "requires.min_strength")
+    except InvalidStrength as exc:
+        _fail(source, str(exc), line)
+    return Requirements(min_strength=min_strength, needs_code=code)
+
+
+def _check(meta: _Meta, source: str) -> Check | None:
+    if "check" not in meta.values:
+        return None
+    try:
+        return parse_check(meta.values["check"])
+    except CheckError as exc:
+        _fail(source, str(exc), meta.lines.get(("check",)))
 
 
 def _check_keys(

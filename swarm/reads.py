@@ -123,6 +123,10 @@ class Reads:
     def workers_total(self, name: Hashable) -> None:
         self._queue(name, int).zcard(self.keys.workers)
 
+    def unmet_count(self, name: Hashable) -> None:
+        """Open tasks that no live worker meets the requirements of (section 6a)."""
+        self._queue(name, int).hlen(self.keys.unmet)
+
     def workers_since(self, name: Hashable, since_ms: int) -> None:
         """How many workers beat at or after `since_ms`."""
         self._queue(name, int).zcount(self.keys.workers, since_ms, "+inf")

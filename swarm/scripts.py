@@ -32,6 +32,9 @@ NAMES = (
     "resume",
     "inject",
     "context",
+    "trails_take",
+    "trails_seed",
+    "trails_fold",
 )
 
 _registered: weakref.WeakKeyDictionary[Any, dict[str, Script]] = weakref.WeakKeyDictionary()

@@ -67,6 +67,17 @@ class Task:
     pending: int = 0  # children not yet terminal, while waiting
     injected_by: str = ""  # the person who injected it, if one did
     score: float = 0.0  # its pheromone score when claimed, restored if it is given back
+    # division of labour (docs/architecture.md section 6a)
+    owner_class: str = ""  # the class of the worker that claimed it last
+    claimed_at: int = 0  # ms, when it was claimed last (a success's time on its trails)
+    failed_by: tuple[str, ...] = ()  # worker classes that failed it, in order (escalation)
+    # requirements: the least strength of a worker that may take it, and whether it needs a
+    # worker that can run code; at least its parent's (swarm/requirements.py)
+    min_strength: int = 0
+    needs_code: int = 0  # 1: only a worker that can run code may take it
+    feedback: str = ""  # the root: what its check said of the last answer it sent back
+    rejected: int = 0  # the root: answers its check sent back so far (complete.lua)
+    sent_back: str = ""  # the root: `fence|worker` of the last post sent back (a resend's reply)
 
     @classmethod
     def from_hash(cls, tid: str, h: dict[str, str], **known: Any) -> Task:

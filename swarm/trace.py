@@ -13,6 +13,7 @@ from typing import Any
 
 from swarm import keys as key_names
 from swarm.board import BoardError
+from swarm.check import Check, CheckError
 from swarm.display import md_block, md_inline
 from swarm.keys import SwarmKeys
 from swarm.reads import Reads
@@ -125,6 +126,7 @@ def export_swarm(client: Any, swarm_id: str, *, now: float | None = None) -> dic
     if not meta:
         raise BoardError(f"no swarm {swarm_id!r} on this Redis")
     tasks = walk(client, keys, hashes=True)
+    stream = events(client, keys)
     deepest = max((int(h.get("depth", 0) or 0) for h, _ in tasks.values()), default=0)
     now_ms = int((time.time() if now is None else now) * 1000)
     return {
@@ -144,11 +146,59 @@ def export_swarm(client: Any, swarm_id: str, *, now: float | None = None) -> dic
         "tuning": {name: _num(meta.get(name)) for name in TUNING},
         "task_count": len(tasks),
         "tree": _nest(tasks),
-        "events": events(client, keys),
+        "check": _check_record(meta, stream),
+        "events": stream,
     }
 
 
 _STATES = ("open", "claimed", "waiting", "done", "dead", "cancelled")
+
+
+def _check_record(meta: dict[str, str], stream: list[dict[str, str]]) -> dict[str, Any] | None:
+    """The purpose's check (its kind, never an expected value), the verdict on the answer
+    that stands, and every check made, from the `checked` events (the stream's cap allowing)."""
+    stored = meta.get("check", "")
+    if not stored:
+        return None
+    try:
+        kind = Check.from_json(stored).describe()
+    except CheckError:
+        kind = "unreadable"
+    history = [
+        {
+            "at": int(_num(e.get("at"))),
+            "worker": e.get("worker", ""),
+            "verdict": e.get("verdict", ""),
+            "output": e.get("output", ""),
+        }
+        for e in stream
+        if e.get("type") == "checked"
+    ]
+    return {
+        "kind": kind,
+        "retries": int(_num(meta.get("check_retries"))),
+        "verdict": meta.get("check_verdict", ""),
+        "checks": int(_num(meta.get("checks"))),
+        "history": history,
+    }
+
+
+def _md_check(check: dict[str, Any] | None) -> list[str]:
+    if check is None:
+        return []
+    verdict = check["verdict"] or "not checked yet"
+    lines = [
+        "## Check",
+        "",
+        f"{md_inline(check['kind'])}; verdict on the answer: **{md_inline(verdict)}** after "
+        f"{check['checks']} check(s), at most {check['retries']} sent back.",
+        "",
+    ]
+    lines += [
+        f"{i}. {md_inline(c['verdict'])} ({md_inline(c['worker'])}): {md_inline(c['output'])}"
+        for i, c in enumerate(check["history"], 1)
+    ]
+    return [*lines, ""] if check["history"] else lines
 
 
 def _when(ms: int | None) -> str:
@@ -197,6 +247,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         "",
         *(md_block(answer) if answer is not None else ["_No answer yet._"]),
         "",
+        *_md_check(data.get("check")),
         "## Budgets",
         "",
         "| budget | spent | limit |",
@@ -235,6 +286,7 @@ def delete_swarm(client: Any, swarm_id: str) -> int:
     keys = SwarmKeys(swarm_id)
     names = [keys.meta, keys.open, keys.traits, keys.leases, keys.fence, keys.events, keys.workers]
     names += [keys.requests, keys.requests_until]
+    names += [keys.trails, keys.trails_new, keys.failed, keys.classes, keys.profiles, keys.unmet]
     names += [keys.worker(w) for w in client.zrange(keys.workers, 0, -1)]
     for tid in walk(client, keys, hashes=False):
         names += [keys.task(tid), keys.children(tid)]

@@ -110,7 +110,7 @@ def _worker_args(opts: UpOptions, swarm_id: str) -> list[str]:
     return args
 
 
-def _executor_available() -> bool:
+def executor_available() -> bool:
     if not system.executor_can_run_here():
         return False
     try:
@@ -120,7 +120,7 @@ def _executor_available() -> bool:
     return True
 
 
-def _await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> None:
+def await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> None:
     """Workers offer code only once an executor serves the queue: let it register first. One
     that dies (no sandbox here) leaves the swarm to run without code."""
     from swarm.sandbox.client import exec_connection, exec_queue_name, wait_for_executor
@@ -132,7 +132,7 @@ def _await_executor(settings: RedisSettings, proc: subprocess.Popen[bytes]) -> N
         conn.close()
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
     for p in procs:
         if p.poll() is None:
             system.ask_to_stop(p)
@@ -186,24 +186,33 @@ def _log_tails(logs: list[Path], lines: int = 5) -> str:
     return "\n".join(parts)
 
 
-def _check_mind(opts: UpOptions) -> None:
-    """Fail before seeding when the workers could not think (a missing model, a bad spec)."""
+def check_mind(opts: UpOptions) -> None:
+    """Fail before seeding when the workers could not think (a missing model, a bad spec);
+    `swarm eval` asks the same of each arm's mind."""
     kind, _, rest = (opts.mind or "onnx").partition(":")
     if kind == "onnx":
         from swarm.models import check_model_dir, find_model
 
         folder = rest.partition("?")[0]  # onnx:DIR?provider=dml
         check_model_dir(find_model(folder or opts.model))
-    elif kind == "sim":
+    elif kind in ("sim", "scripted"):
+        from swarm.minds import MindSpecError
+        from swarm.minds.scripted import load_answers, parse_scripted_spec
         from swarm.minds.sim import parse_sim_spec
 
-        parse_sim_spec(rest)
+        try:
+            if kind == "sim":
+                parse_sim_spec(rest)
+            else:
+                load_answers(parse_scripted_spec(rest).answers)
+        except ValueError as exc:  # a bad option or answers file: the user's to fix
+            raise MindSpecError(str(exc)) from None
 
 
 def run_up(opts: UpOptions) -> str:
     """Run a purpose to its answer; returns the answer."""
     purpose = load_purpose(opts.purpose)  # a bad file fails here, before anything starts
-    _check_mind(opts)
+    check_mind(opts)
     home = data_dir()
     logs_dir = home / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -214,12 +223,12 @@ def run_up(opts: UpOptions) -> str:
         env = {**os.environ, "SWARM_REDIS_URL": settings.url}
         procs: list[subprocess.Popen[bytes]] = []
         logs: list[Path] = []
-        stack.callback(_stop_all, procs)
-        if opts.code and purpose.sandbox != "none" and _executor_available():
+        stack.callback(stop_all, procs)
+        if opts.code and purpose.sandbox != "none" and executor_available():
             path = logs_dir / f"{board.id}-executor.log"
             fh = stack.enter_context(open(path, "w"))
             procs.append(_spawn(["executor"], env, fh))
-            _await_executor(settings, procs[-1])
+            await_executor(settings, procs[-1])
         workers = []
         for n in range(opts.workers):
             path = logs_dir / f"{board.id}-worker-{n}.log"
@@ -234,4 +243,10 @@ def run_up(opts: UpOptions) -> str:
         st = board.status()
         if st["state"] != SwarmState.DONE.value or st["outcome"] != "answered":
             raise UpError(f"swarm {board.id} ended {st['state']} ({st['outcome'] or 'no answer'})")
+        check = st["check"]
+        if check["verdict"]:  # the purpose has a check: say how the answer fared, beside it
+            said = f"check {check['verdict']} after {check['checks']} check(s): {check['output']}"
+            console.print(
+                Text(safe_line(said), style="green" if check["verdict"] == "pass" else "red")
+            )
         return board.answer() or ""

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
-from swarm import logs, system
+from swarm import logs, system, trails
 from swarm.board import (
     Board,
     Claim,
@@ -35,6 +35,7 @@ from swarm.board import (
     newest_running,
     stored_lease_s,
 )
+from swarm.check import Check, CheckError, CheckResult, Verdict, run_check
 from swarm.logs import task_outcome
 from swarm.metrics import NoMetrics, WorkerMetrics
 from swarm.minds.base import TURNS, Interrupted, Mind, MindError
@@ -51,9 +52,18 @@ from swarm.protocol import (
     ThinkRequest,
 )
 from swarm.purpose import DEFAULT_LEASE_S
+from swarm.requirements import check_strength, default_strength
 from swarm.task import Kind, Task
 
 log = logging.getLogger("swarm.worker")
+
+
+def _run_code(runner: CodeRunner, code: str, timeout_s: float) -> ExecOutput:
+    try:
+        return runner.run(code, timeout_s)
+    except Exception as exc:  # a runner's failure is the check's error, not a worker crash
+        return ExecOutput(error=f"code execution failed: {type(exc).__name__}: {exc}"[:300])
+
 
 T = TypeVar("T")
 
@@ -94,6 +104,13 @@ class WorkerConfig:
     max_code_rounds: int = 3
     code_timeout_s: float = 30.0
     name: str = ""
+    # The kind of worker this is, for the division of labour (section 6a): workers of one
+    # class share trails. '' takes the mind's name (the CLI adds the model's).
+    worker_class: str = ""
+    # What it offers against tasks' requirements (swarm/requirements.py): None takes the
+    # mind's default strength; `model` names the model in its published profile.
+    strength: int | None = None
+    model: str = ""
 
 
 class Step(str, Enum):
@@ -136,6 +153,7 @@ class _SwarmInfo:
     title: str
     lease_s: float
     sandbox: str
+    check: str = ""  # the root's check as stored in meta (JSON), '' for none
 
 
 @dataclass
@@ -371,6 +389,13 @@ class Worker:
         self._wake = threading.Event()
         self._advice = _Advice(config.slots, self._shared.first_time)
         self._outage = OutageNotice(log)  # refusals: a full, read-only, busy Redis
+        self.worker_class = trails.check_class(
+            config.worker_class or trails.default_class(mind.name)
+        )
+        self._trails = trails.Trails(client)
+        self.strength = check_strength(
+            default_strength(mind.name) if config.strength is None else config.strength
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -500,8 +525,11 @@ class Worker:
         """The swarm's fixed facts, read once per swarm."""
         found = self._shared.info(board.id)
         if found is None:
-            m = board.client.hmget(board.keys.meta, "purpose", "title", "lease_ms", "sandbox")
-            read = _SwarmInfo(m[0] or "", m[1] or "", stored_lease_s(m[2]), m[3] or "auto")
+            m = board.client.hmget(
+                board.keys.meta, "purpose", "title", "lease_ms", "sandbox", "check"
+            )
+            lease_s = stored_lease_s(m[2])
+            read = _SwarmInfo(m[0] or "", m[1] or "", lease_s, m[3] or "auto", m[4] or "")
             found = self._shared.keep_info(board.id, read)
         return found
 
@@ -539,7 +567,14 @@ class Worker:
             return Step.FINISHED if self.config.burst else Step.IDLE
         lease_s = self._lease_s(board)
         with TURNS.first():  # while another slot's step is in the model
-            outcome = board.claim(self.id, lease_s=lease_s, skills=self.config.skills)
+            outcome = board.claim(
+                self.id,
+                lease_s=lease_s,
+                skills=self.config.skills,
+                worker_class=self.worker_class,
+                strength=self.strength,
+                code=self._runner(board) is not None,
+            )
         if outcome.status is ClaimStatus.OK and outcome.claim is not None:
             self.metrics.claimed()
             self._work(board, outcome.claim, lease_s)
@@ -547,6 +582,7 @@ class Worker:
         if outcome.status is ClaimStatus.CLOSED:
             log.info("swarm %s is %s", board.id, outcome.swarm_state)
             self._shared.finish(board.id)
+            board.fold_trails(self._trails)  # what it learned outlives it
             return Step.FINISHED if self.config.swarm_id is not None else Step.IDLE
         if (
             outcome.status is ClaimStatus.EMPTY
@@ -698,11 +734,45 @@ class Worker:
             return False
 
     def _post_answer(self, held: _Held, action: Answer) -> None:
+        checked = self._check_root(held, action.answer)
+        if checked is not None:
+            self._post_checked(held, action, checked)
+            return
         done = partial(held.board.complete, held.claim, self.id, action.answer, action.confidence)
         posted = self._post(held, partial(done, tokens=held.tokens))
         held.charged = held.tokens
         if posted is not None:
             self._outcome(held, "answered", held.tokens)
+
+    def _check_root(self, held: _Held, answer: str) -> CheckResult | None:
+        """The verdict of the swarm's check on a root answer, before it is posted (None: not
+        the root, or no check). A python check runs where model code runs (the sandbox,
+        through the code runner), never in this process; the lease is renewed meanwhile."""
+        board = held.board
+        stored = self._info(board).check
+        if held.task.parent or not stored:  # only the root answer is checked
+            return None
+        try:
+            check = Check.from_json(stored)
+        except CheckError as exc:
+            return CheckResult(Verdict.ERROR, f"the swarm's check cannot be read: {exc}")
+        runner = self._runner(board)
+        run_code = None if runner is None else partial(_run_code, runner)
+        started = time.monotonic()
+        try:
+            return run_check(check, answer, run_code)
+        finally:
+            self.metrics.executed(time.monotonic() - started)
+
+    def _post_checked(self, held: _Held, action: Answer, checked: CheckResult) -> None:
+        """Post the root's answer with its verdict: complete.lua posts it, or sends it back."""
+        board, claim, tokens = held.board, held.claim, held.tokens
+        post = partial(board.complete_checked, claim, self.id, action.answer, action.confidence)
+        sent_back = self._post(held, partial(post, checked, tokens=tokens))
+        held.charged = tokens
+        if sent_back is not None:
+            outcome = "sent_back" if sent_back else "answered"
+            self._outcome(held, outcome, tokens, f"check {checked.verdict.value}: {checked.output}")
 
     def _execute(self, board: Board, action: Code) -> ExecOutput:
         runner = self._runner(board)
@@ -775,7 +845,10 @@ class Worker:
             record = self.record(held)
             ttl_s = max(3 * self._renew_s(), 10.0)
             for board in boards:
-                board.heartbeat(self.id, record, ttl_s=ttl_s)
+                # code is what this swarm gets: a runner, a sandbox, an executor serving
+                code = int(self._runner(board) is not None)
+                board.heartbeat(self.id, {**record, "code": code}, ttl_s=ttl_s)
+                board.fold_trails(self._trails)  # outcomes reach the long-lived trails
 
     def record(self, held: list[_Held] | None = None) -> dict[str, str | int | float]:
         """What this worker publishes about itself for `swarm watch`."""
@@ -789,6 +862,11 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "mind": self.mind.name,
+            "model": self.config.model,
+            "class": self.worker_class,
+            "strength": self.strength,
+            "skills": ",".join(self.config.skills),
+            "code": int(self._code_runner is not None),
             "slots": self.config.slots,
             "current": ",".join(h.claim.task.id for h in held),
             "tasks": stats.tasks,

@@ -341,7 +341,10 @@ def test_claim_explores_uniformly_with_epsilon(client: Any, clock: FakeClock) ->
 
 
 def test_claim_is_bounded_by_candidates_not_open_size(seed: Any) -> None:
-    board = seed(budgets=Budgets(max_children=32, max_tasks=1000), tuning=Tuning(candidates=4))
+    # epsilon 0: an exploring draw may pick any open task
+    board = seed(
+        budgets=Budgets(max_children=32, max_tasks=1000), tuning=Tuning(candidates=4, epsilon=0.0)
+    )
     root = claim_ok(board)
     board.split(root, "w1", [Subtask(f"t{i}") for i in range(30)])
     # Newest-equal scores: the top 4 by (score, member) are the only candidates.

@@ -210,6 +210,9 @@ def test_page_shows_a_running_sim_swarm_and_updates_without_reload(
         wait_for(lambda: "2 alive" in d.find_element(By.ID, "w-count").text, 15, "2 workers")
         rows = d.find_elements(By.CSS_SELECTOR, "#workers tbody tr")
         assert len(rows) == 2 and all("sim" in r.text for r in rows)
+        # where work flows, per worker class (both workers are of the mind's class, `sim`)
+        flow = wait_for(lambda: d.find_element(By.ID, "flow").text, 15, "the flow per class")
+        assert flow.startswith("sim ") and " done" in flow
         assert d.find_elements(By.CSS_SELECTOR, "#events li")
         shot = os.environ.get("SWARM_DASHBOARD_SCREENSHOT")
         if shot:  # the README's picture: some answers delivered, one branch selected

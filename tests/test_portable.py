@@ -252,10 +252,10 @@ def test_the_local_jail_off_linux_is_one_line(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_up_reads_the_model_folder_of_a_spec_with_a_provider(tiny_model: Path) -> None:  # noqa: F811
-    from swarm.up import UpOptions, _check_mind
+    from swarm.up import UpOptions, check_mind
 
-    _check_mind(UpOptions("p.md", mind=f"onnx:{tiny_model}?provider=auto"))
-    _check_mind(UpOptions("p.md", mind="onnx:?provider=cpu", model=str(tiny_model)))
+    check_mind(UpOptions("p.md", mind=f"onnx:{tiny_model}?provider=auto"))
+    check_mind(UpOptions("p.md", mind="onnx:?provider=cpu", model=str(tiny_model)))
 
 
 def test_a_person_is_named_by_user_or_windows_username(monkeypatch: pytest.MonkeyPatch) -> None:

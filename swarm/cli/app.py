@@ -5,7 +5,19 @@ from __future__ import annotations
 import click
 
 from swarm import __version__
-from swarm.cli import control, dashboard, health, models, sandbox, swarms, up, watch, worker
+from swarm.cli import (
+    control,
+    dashboard,
+    evals,
+    health,
+    models,
+    sandbox,
+    swarms,
+    trails,
+    up,
+    watch,
+    worker,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +47,8 @@ for command in (
     control.inject,
     dashboard.dashboard,
     health.health,
+    trails.trails,
+    evals.eval_,
 ):
     cli.add_command(command)
 

@@ -10,6 +10,7 @@ from swarm.board import InvalidRequest, check_boost
 from swarm.cli.helpers import open_board, redis_option, swarm_option, user_errors, who
 from swarm.display import safe_line
 from swarm.pheromone import MAX_LEVEL
+from swarm.requirements import MAX_STRENGTH, Requirements
 
 
 @click.command()
@@ -96,11 +97,29 @@ def cancel(task_id: str | None, whole: bool, redis_url: str | None, swarm_id: st
 @click.option(
     "--detail", default="", help="More about the task, shown to the worker that takes it."
 )
+@click.option(
+    "--min-strength",
+    type=click.IntRange(0, MAX_STRENGTH),
+    default=0,
+    help="Only workers at least this strong take it (and what it splits into).",
+)
+@click.option(
+    "--needs-code",
+    is_flag=True,
+    help="Only workers that can run code take it (and what it splits into).",
+)
 @redis_option
 @swarm_option
 @user_errors
 def inject(
-    text: str, parent: str, tags: str, detail: str, redis_url: str | None, swarm_id: str | None
+    text: str,
+    parent: str,
+    tags: str,
+    detail: str,
+    min_strength: int,
+    needs_code: bool,
+    redis_url: str | None,
+    swarm_id: str | None,
 ) -> None:
     """Add a task to the running swarm, under the root or another waiting task.
 
@@ -109,5 +128,8 @@ def inject(
     max_children limit of a split does not (a person may add more).
     """
     board = open_board(redis_url, swarm_id)
-    tid = board.inject(text, who(), parent=parent, detail=detail, tags=tags.split(","))
+    need = Requirements(min_strength=min_strength, needs_code=needs_code)
+    tid = board.inject(
+        text, who(), parent=parent, detail=detail, tags=tags.split(","), requires=need
+    )
     click.echo(safe_line(f"injected task {tid} under {parent} in {board.id}"))

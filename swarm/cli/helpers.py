@@ -34,6 +34,7 @@ from swarm.outage import describe, is_outage, refusal_code
 from swarm.purpose import PurposeError
 from swarm.sandbox.base import SandboxUnavailable
 from swarm.sandbox.limits import LimitsError
+from swarm.trails import InvalidWorkerClass
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,6 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     MindSpecError,
     LimitsError,
     logs.LogSetupError,
+    InvalidWorkerClass,
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -36,10 +37,18 @@ from swarm.trace import LIVE_STATES, delete_swarm, export_swarm, to_markdown
     callback=checked_swarm_id,
     help="Choose the swarm id (default: from the purpose's name).",
 )
+@click.option(
+    "--no-learning",
+    is_flag=True,
+    help="Claims ignore worker classes: no trails, no escalation (the purpose's "
+    "pheromone: learning: 0).",
+)
 @user_errors
-def seed(purpose: str, redis_url: str | None, swarm_id: str | None) -> None:
+def seed(purpose: str, redis_url: str | None, swarm_id: str | None, no_learning: bool) -> None:
     """Put PURPOSE (a purpose.md file) on the blackboard; prints the swarm id."""
     parsed = load_purpose(purpose)  # validate before touching Redis: bad input changes nothing
+    if no_learning:
+        parsed = replace(parsed, tuning=replace(parsed.tuning, learning=0.0))
     board = Board.seed(client_for(redis_url), parsed, swarm_id=swarm_id)
     click.echo(board.id)
 
@@ -63,6 +72,13 @@ def status(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     tasks = f"tasks {st['tasks']}/{budgets['max_tasks']}"
     out.print(Text(safe_line(f"state {st['state']}  {tasks}  {states}")))
     out.print(Text(f"tokens {st['tokens']}/{budgets['max_tokens']}  workers {st['workers_alive']}"))
+    if st["unmet"]:
+        unmet = f"{st['unmet']} open task(s) no live worker meets the requirements of"
+        out.print(Text(f"{unmet} (they die after {st['budgets']['unmet_s']:g} s)", style="red"))
+    check = st["check"]
+    if check["verdict"]:  # the root's answer was checked (the purpose has a check)
+        said = f"check {check['verdict']} after {check['checks']} check(s): {check['output']}"
+        out.print(Text(safe_line(said)))
 
 
 @click.command()
@@ -76,7 +92,13 @@ def result(redis_url: str | None, swarm_id: str | None, as_json: bool) -> None:
     st = board.status()
     answer = board.answer()
     if as_json:
-        data = {"id": board.id, "state": st["state"], "outcome": st["outcome"], "answer": answer}
+        data = {
+            "id": board.id,
+            "state": st["state"],
+            "outcome": st["outcome"],
+            "answer": answer,
+            "check": st["check"]["verdict"] or None,  # pass | fail | error; None: not checked
+        }
         click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
     elif answer is not None:
         click.echo(safe_text(answer))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 import click
@@ -40,6 +41,23 @@ from swarm.config import RedisSettings, connect
     help="Lease seconds (default: the swarm's, raised to what the mind needs).",
 )
 @click.option("--name", default="", help="Worker name prefix (default: host name).")
+@click.option(
+    "--class",
+    "worker_class",
+    envvar="SWARM_WORKER_CLASS",
+    default="",
+    callback=lambda _ctx, _param, value: _checked_class(value),
+    help="What kind of worker this is, for the division of labour: workers of one class "
+    "share trails (default: the mind and its model, e.g. onnx:phi3-mini).",
+)
+@click.option(
+    "--strength",
+    envvar="SWARM_STRENGTH",
+    default=None,
+    callback=lambda _ctx, _param, value: _checked_strength(value),
+    help="How capable this worker's model is, 0 to 9, for tasks that require a minimum "
+    "(default by mind: sim 1, onnx 2, openai 3).",
+)
 @click.option("--no-code", is_flag=True, help="Never offer the mind code execution.")
 @click.option(
     "--grace",
@@ -80,6 +98,8 @@ def worker(
     skills: str,
     lease: float | None,
     name: str,
+    worker_class: str,
+    strength: int | None,
     no_code: bool,
     grace: float,
     metrics_port: int | None,
@@ -89,6 +109,7 @@ def worker(
 ) -> None:
     """Run one worker: claim, think, act, post, until stopped (SIGTERM finishes or releases)."""
     from swarm.minds import make_mind, make_mind_waiting
+    from swarm.trails import default_class
     from swarm.worker import Worker, WorkerConfig
 
     setup_logging(verbose)
@@ -102,6 +123,7 @@ def worker(
     else:
         the_mind = make_mind(mind, model=model, slots=slots)
     _say_memory(the_mind)
+    label = _model_label(the_mind.name, mind, model)
     config = WorkerConfig(
         swarm_id=swarm_id,
         slots=slots,
@@ -110,6 +132,9 @@ def worker(
         lease_s=lease,
         name=name,
         grace_s=grace,
+        worker_class=worker_class or default_class(the_mind.name, label),
+        strength=strength,
+        model=label,
     )
     runner = None if no_code else _code_runner(settings)
     metrics = None if metrics_port is None else _prometheus()
@@ -117,6 +142,39 @@ def worker(
     if metrics is not None and metrics_port is not None:
         _serve_metrics(metrics, the_worker.id, the_mind.name, metrics_host, metrics_port)
     sys.exit(the_worker.run())
+
+
+def _checked_class(value: str) -> str:
+    """A class given on the command line, checked before any model is loaded."""
+    from swarm.trails import InvalidWorkerClass, check_class
+
+    try:
+        return check_class(value) if value else value
+    except InvalidWorkerClass as exc:
+        raise click.ClickException(str(exc)) from None  # one line, not a usage screen
+
+
+def _checked_strength(value: str | None) -> int | None:
+    """A strength given on the command line or in SWARM_STRENGTH, checked before any model
+    is loaded; None leaves the mind's default."""
+    from swarm.requirements import InvalidStrength, check_strength
+
+    if value is None or value == "":
+        return None
+    try:
+        return check_strength(value)
+    except InvalidStrength as exc:
+        raise click.ClickException(str(exc)) from None  # one line, not a usage screen
+
+
+def _model_label(mind_name: str, spec: str | None, model: str | None) -> str:
+    """What names the model: the model folder, or an OpenAI server's #MODEL ('' for none)."""
+    if spec and "#" in spec:
+        return spec.partition("#")[2]
+    if model or (spec and ":" in spec and mind_name == "onnx"):
+        folder = model or (spec or "").partition(":")[2].partition("?")[0]
+        return PurePath(folder.rstrip("/\\")).name
+    return ""
 
 
 def _prometheus() -> Any:

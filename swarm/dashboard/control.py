@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm.board import Board, BoardError, InvalidRequest
+from swarm.requirements import InvalidStrength, Requirements, check_strength
 
 BODY_MAX = 16 * 1024  # an inject's title and detail fit several times over
 NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
@@ -116,6 +117,19 @@ def _amount(body: Mapping[str, Any], board: Board) -> float:
     return amount
 
 
+def _requires(body: Mapping[str, Any]) -> Requirements:
+    """An injected task's requirements: min_strength (0-9, '' for none), needs_code (bool)."""
+    code = body.get("needs_code", False)
+    if not isinstance(code, bool):
+        raise Refused("'needs_code' must be true or false")
+    raw = body.get("min_strength", "")
+    try:
+        strength = 0 if raw in (None, "") else check_strength(raw, "min_strength")
+    except InvalidStrength as exc:
+        raise Refused(str(exc)) from None
+    return Requirements(min_strength=strength, needs_code=code)
+
+
 def act(board: Board, action: str, body: Mapping[str, Any]) -> str:
     """Do one write; returns what to tell the person, raises Refused with why not."""
     by = who(body)
@@ -142,7 +156,14 @@ def _act(board: Board, action: str, body: Mapping[str, Any], by: str) -> str:
         return f"boosted {tid} by {amount:.4g}"
     if action == "inject":
         parent = _task_id(body, "parent") if body.get("parent") not in (None, "") else "0"
-        tid = board.inject(_text(body, "title"), by, parent=parent, detail=_text(body, "detail"))
+        tid = board.inject(
+            _text(body, "title"),
+            by,
+            parent=parent,
+            detail=_text(body, "detail"),
+            tags=[t.strip() for t in _text(body, "tags").split(",") if t.strip()],
+            requires=_requires(body),
+        )
         return f"injected task {tid} under {parent}"
     if action == "cancel":
         if body.get("all") is True:

@@ -100,10 +100,14 @@ def payload(snap: Snapshot) -> dict[str, Any]:
         "workers": [dataclasses.asdict(w) for w in snap.workers],
         "workers_alive": snap.workers_alive,
         "workers_total": snap.workers_total,
+        "flow": [dataclasses.asdict(f) for f in snap.flow],
+        "unmet": snap.unmet,
         "throughput": list(snap.throughput),
         "bucket_s": BUCKET_S,
         "events": [dataclasses.asdict(e) for e in snap.events],
         "answer": None if answer is None else answer[:ANSWER_CHARS],
+        "check": snap.check,  # the verdict on the root's latest checked answer, '' for none
+        "checks": snap.checks,
     }
 
 

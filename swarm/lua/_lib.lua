@@ -75,41 +75,54 @@ local function move(tid, from, to, now)
 end
 
 -- The traits of an open task, packed into one string of KEYS[3] so that the claim rule reads
--- every candidate's in one HMGET: "kind|priority|depth|created|tags" (tags comma-separated,
--- never holding '|'). Packed by `put_open` and parsed by `traits_of`, nowhere else.
-local TRAIT_FIELDS = {'kind', 'priority', 'depth', 'created', 'tags'}
-local NO_TRAITS = 'work|0|0|0|'  -- what an open id without traits (written by anyone) counts as
+-- every candidate's in one HMGET: "kind|priority|depth|created|min_strength|needs_code|tags"
+-- (tags comma-separated, never holding '|'; the two requirements are what a worker must meet
+-- to take it, section 6a). Packed by `put_open` and parsed by `traits_of`, nowhere else.
+local TRAIT_FIELDS = {'kind', 'priority', 'depth', 'created', 'min_strength', 'needs_code', 'tags'}
+local NO_TRAITS = 'work|0|0|0|0|0|'  -- what an open id without traits (written by anyone) counts as
 
 local function put_open(tid, score)
   local t = redis.call('HMGET', TASK .. tid, unpack(TRAIT_FIELDS))
-  redis.call('HSET', TRAITS, tid, table.concat({t[1], t[2] or '0', t[3], t[4], t[5] or ''}, '|'))
+  redis.call('HSET', TRAITS, tid, table.concat({t[1], t[2] or '0', t[3], t[4], t[5] or '0',
+    t[6] or '0', t[7] or ''}, '|'))
   redis.call('ZADD', OPEN, fmt(score), tid)
 end
 
 -- A packed traits string as a table; what does not parse reads as no kind, priority and
--- depth 0, created `now`, no tags (traits are on Redis, so untrusted).
+-- depth 0, created `now`, no requirements, no tags (traits are on Redis, so untrusted). A
+-- string packed before requirements existed (five fields) reads as requiring nothing.
 local function traits_of(packed, now)
   -- `packed` is false when the id has no traits
-  local kind, priority, depth, created, tags =
-    string.match(packed or NO_TRAITS, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  packed = packed or NO_TRAITS
+  local kind, priority, depth, created, strength, code, tags = string.match(packed,
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if not kind then
+    kind, priority, depth, created, tags =
+      string.match(packed, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  end
   return {kind = kind, priority = tonumber(priority) or 0, depth = tonumber(depth) or 0,
-    created = tonumber(created) or now, tags = tags or ''}
+    created = tonumber(created) or now, tags = tags or '',
+    min_strength = tonumber(strength) or 0, needs_code = code == '1'}
 end
+
+local UNMET = string.sub(META, 1, -5) .. 'unmet'  -- see 'Requirements' below
 
 local function take_open(tid)
   local s = redis.call('ZSCORE', OPEN, tid)
   redis.call('ZREM', OPEN, tid)
   redis.call('HDEL', TRAITS, tid)
+  redis.call('HDEL', UNMET, tid)
   return s
 end
 
 -- Every task is made here (seed, split, inject): the fields a new task's hash starts with, in
 -- this order, and their defaults. `spec` gives parent, title, detail, tags and, when they are
--- not the default, id (else the next one), state and injected_by; depth and path follow from
--- the parent. The full list of a task hash's fields is swarm/task.py `Task`: a field a task
+-- not the default, id (else the next one), state, injected_by and the requirements
+-- min_strength and needs_code; depth and path follow from the parent, and so do the
+-- requirements, as a floor: a child requires at least what its parent does (section 6a). The full list of a task hash's fields is swarm/task.py `Task`: a field a task
 -- is born with goes in both; one written later (owner, fence, result...) only in `Task`.
 local NEW_TASK_FIELDS = {'parent', 'depth', 'kind', 'path', 'title', 'detail', 'tags', 'state',
-  'attempts', 'priority', 'created', 'updated', 'injected_by'}
+  'attempts', 'priority', 'created', 'updated', 'injected_by', 'min_strength', 'needs_code'}
 
 -- Make a task: its hash, its place in its parent's child list and pending count, the swarm's
 -- counters (tasks, n_<state>, depth_reached) and, when it is open, its place in the open set
@@ -117,11 +130,12 @@ local NEW_TASK_FIELDS = {'parent', 'depth', 'kind', 'path', 'title', 'detail', '
 local function new_task(spec, now, score)
   local tid = spec.id or tostring(redis.call('HINCRBY', META, 'next_id', 1))
   local parent = spec.parent or ''
-  local depth, path = 0, ''
+  local depth, path, strength, code = 0, '', 0, 0
   if parent ~= '' then
-    local p = redis.call('HMGET', TASK .. parent, 'depth', 'path')
+    local p = redis.call('HMGET', TASK .. parent, 'depth', 'path', 'min_strength', 'needs_code')
     depth = (tonumber(p[1]) or 0) + 1
     path = (p[2] == false or p[2] == '') and parent or (p[2] .. ',' .. parent)
+    strength, code = tonumber(p[3]) or 0, p[4] == '1' and 1 or 0
   end
   local value = {parent = parent, depth = depth, kind = 'work', path = path, title = '',
     detail = '', tags = '', state = 'open', attempts = 0, priority = 0, created = now,
@@ -129,6 +143,8 @@ local function new_task(spec, now, score)
   for name, v in pairs(spec) do
     if name ~= 'id' then value[name] = v end
   end
+  value.min_strength = math.max(strength, tonumber(value.min_strength) or 0)
+  value.needs_code = math.max(code, tonumber(value.needs_code) or 0)
   local hash = {}
   for _, name in ipairs(NEW_TASK_FIELDS) do
     if value[name] ~= nil then
@@ -276,18 +292,210 @@ local function read_context(tid)
   return {'ancestry', ancestry, 'siblings', siblings, 'children', children}
 end
 
--- A failed or expired attempt: retry with lowered pheromone, or give up on the task.
+-- Division of labour (docs/architecture.md section 6a). Three more keys of the swarm, built
+-- from the meta key's name (same hash tag, so the same slot on a cluster), so that every
+-- script keeps its eight KEYS:
+--   swarm:{id}:trails      hash: '<class>|<kind>' -> 'successes|failures|seconds|tokens|stamp'
+--                          (decayed outcome counts of one worker class on one kind of task)
+--   swarm:{id}:trails:new  hash: the same fields, outcomes not yet folded into swarm:trails
+--   swarm:{id}:failed      hash: task id -> comma-separated classes that failed it
+--   swarm:{id}:classes     hash: worker class -> last heartbeat (ms)
+local SWARM_PREFIX = string.sub(META, 1, -5)  -- 'swarm:{id}:' ('meta' is 4 characters)
+local TRAILS, TRAILS_NEW = SWARM_PREFIX .. 'trails', SWARM_PREFIX .. 'trails:new'
+local FAILED, CLASSES = SWARM_PREFIX .. 'failed', SWARM_PREFIX .. 'classes'
+
+-- A trail value; anything unreadable (it is on Redis, so untrusted) counts as no trail.
+local function trail_parse(packed)
+  local s, f, secs, tokens, stamp = string.match(packed or '',
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  local v = {tonumber(s) or 0, tonumber(f) or 0, tonumber(secs) or 0, tonumber(tokens) or 0}
+  for i = 1, 4 do
+    if not (v[i] >= 0 and v[i] < 1e15) then v[i] = 0 end  -- NaN fails both
+  end
+  return v, tonumber(stamp) or 0
+end
+
+local function trail_pack(v, stamp)
+  return table.concat({fmt(v[1]), fmt(v[2]), fmt(v[3]), fmt(v[4]), fmt(stamp)}, '|')
+end
+
+-- Decay by the time passed since the trail's stamp (now comes in ARGV); never grows.
+local function trail_decay(v, stamp, now, half_life_ms)
+  local k = 1
+  if now > stamp and half_life_ms > 0 then k = math.exp(-math.log(2) * (now - stamp) / half_life_ms) end
+  return {v[1] * k, v[2] * k, v[3] * k, v[4] * k}
+end
+
+-- Add an outcome (or a batch of them) to one field of a trails hash, decayed to now.
+local function trail_add(hash, field, now, half_life_ms, add)
+  local v, stamp = trail_parse(redis.call('HGET', hash, field))
+  v = trail_decay(v, stamp, now, half_life_ms)
+  for i = 1, 4 do v[i] = v[i] + add[i] end
+  redis.call('HSET', hash, field, trail_pack(v, math.max(now, stamp)))
+end
+
+-- The kinds of a task its trails are kept under: its tags, or '@work' / '@synthesize'.
+local function trail_kinds(kind, tags)
+  local found = {}
+  for tag in string.gmatch(tags or '', '[^,]+') do found[#found + 1] = tag end
+  if #found == 0 then found[1] = '@' .. (kind or 'work') end
+  return found
+end
+
+-- The response threshold of a class for a kind (Bonabeau, Theraulaz and Deneubourg):
+-- 1 with no trail, lowered by successes, raised by failures.
+local function trail_theta(packed)
+  local v = trail_parse(packed)
+  return (v[2] + 1) / (v[1] + 1)
+end
+
+local function learning()
+  return meta_num('learning', 0) > 0  -- a swarm seeded before classes existed: off
+end
+
+-- An outcome of a claimed task: its class's trail for each of its kinds, in the swarm's
+-- trails (read by claims) and in trails:new (folded into the long-lived swarm:trails).
+local function trail_outcome(tid, now, ok, tokens)
+  if not learning() then return end
+  local t = redis.call('HMGET', TASK .. tid, 'owner_class', 'kind', 'tags', 'claimed_at')
+  local class = t[1]
+  if not class or class == '' then return end
+  local secs = math.max(0, now - (tonumber(t[4]) or now)) / 1000
+  local add = ok and {1, 0, secs, tokens} or {0, 1, 0, 0}
+  local hl = meta_num('trail_half_life_s', 604800) * 1000  -- swarm/trails.py HALF_LIFE_S
+  for _, kind in ipairs(trail_kinds(t[2], t[3])) do
+    trail_add(TRAILS, class .. '|' .. kind, now, hl, add)
+    trail_add(TRAILS_NEW, class .. '|' .. kind, now, 0, add)
+  end
+end
+
+-- Requirements (section 6a): a task may need a minimum strength and code execution, and a
+-- worker says what it has. Both hashes are written by heartbeats (swarm/board.py):
+--   swarm:{id}:classes   class -> 'beat|strength|code' of its latest worker (a bare beat,
+--                        written before strengths existed, reads as strength 0, no code)
+--   swarm:{id}:profiles  'strength|code' -> latest beat of a worker with that profile
+--   swarm:{id}:unmet     open task id -> when a claim first saw that no live worker meets it
+local PROFILES = SWARM_PREFIX .. 'profiles'
+
+local function meets(t, strength, code)
+  return strength >= (t.min_strength or 0) and (code or not t.needs_code)
+end
+
+-- The oldest beat that is still live: 2.5 heartbeats (swarm/board.py stale_s, with the
+-- heartbeat every lease/4 between 0.05 s and 5 s).
+local function live_since(now)
+  return now - 2.5 * math.max(50, math.min(meta_num('lease_ms') / 4, 5000))
+end
+
+-- Every class the swarm has seen: name -> {live, strength, code}, and the live names.
+local function read_classes(now)
+  local since = live_since(now)
+  local flat = redis.call('HGETALL', CLASSES)
+  local info, live = {}, {}
+  for i = 1, #flat, 2 do
+    local beat, strength, code = string.match(flat[i + 1], '^([^|]*)|?([^|]*)|?([^|]*)$')
+    local c = {live = (tonumber(beat) or 0) >= since, strength = tonumber(strength) or 0,
+      code = code == '1'}
+    info[flat[i]] = c
+    if c.live then live[#live + 1] = flat[i] end
+  end
+  return live, info
+end
+
+local function live_classes(now)
+  return (read_classes(now))
+end
+
+-- What the live workers offer: {strength, code} per profile that beat lately (a few).
+local function live_profiles(now)
+  local since = live_since(now)
+  local flat = redis.call('HGETALL', PROFILES)
+  local found = {}
+  for i = 1, #flat, 2 do
+    if (tonumber(flat[i + 1]) or 0) >= since then
+      local strength, code = string.match(flat[i], '^([^|]*)|(.*)$')
+      found[#found + 1] = {tonumber(strength) or 0, code == '1'}
+    end
+  end
+  return found
+end
+
+local function someone_meets(t, profiles)
+  for _, p in ipairs(profiles) do
+    if meets(t, p[1], p[2]) then return true end
+  end
+  return false
+end
+
+local function listed(csv, item)
+  return string.find(',' .. (csv or '') .. ',', ',' .. item .. ',', 1, true) ~= nil
+end
+
+-- Live classes that have not failed this task yet and meet its requirements (escalation
+-- targets); `t` holds min_strength and needs_code.
+local function untried(failed_by, t, now)
+  local live, info = read_classes(now)
+  local found = {}
+  for _, class in ipairs(live) do
+    local c = info[class]
+    if not listed(failed_by, class) and meets(t, c.strength, c.code) then
+      found[#found + 1] = class
+    end
+  end
+  return found
+end
+
+-- A task's requirements from its hash, as traits_of gives them.
+local function requirements(tid)
+  local r = redis.call('HMGET', TASK .. tid, 'min_strength', 'needs_code')
+  return {min_strength = tonumber(r[1]) or 0, needs_code = r[2] == '1'}
+end
+
+-- A failure of a classed worker in a swarm that learns: the class joins the task's failed_by.
+-- Returns the class, failed_by and the live classes that have not tried the task (nil when
+-- none, or when nothing is recorded).
+local function escalate(tid, now)
+  if not learning() then return nil end
+  local class = redis.call('HGET', TASK .. tid, 'owner_class')
+  if not class or class == '' then return nil end
+  local failed_by = redis.call('HGET', FAILED, tid)
+  if not failed_by or failed_by == '' then
+    failed_by = class
+  elseif not listed(failed_by, class) then
+    failed_by = failed_by .. ',' .. class
+  end
+  redis.call('HSET', FAILED, tid, failed_by)
+  redis.call('HSET', TASK .. tid, 'failed_by', failed_by)
+  local to = untried(failed_by, requirements(tid), now)
+  if #to == 0 then return class, failed_by, nil end
+  return class, failed_by, to
+end
+
+-- A failed or expired attempt: retry with lowered pheromone, or give up on the task. In a
+-- swarm that learns, the failing class's trails take the failure, and the task is escalated:
+-- recorded as failed by that class (claims steer it to the live classes that have not
+-- tried it) and kept past max_attempts while such a class lives (bounded: max_attempts
+-- more per class that failed it), so it dies only when every live class has failed it.
 local function retry_or_die(tid, now, reason)
   redis.call('ZREM', LEASES, tid)
   local attempts = redis.call('HINCRBY', TASK .. tid, 'attempts', 1)
   redis.call('HSET', TASK .. tid, 'owner', '', 'reason', reason)
-  if attempts >= meta_num('max_attempts') then
+  trail_outcome(tid, now, false, 0)
+  local class, failed_by, to = escalate(tid, now)
+  local max_attempts = meta_num('max_attempts')
+  local _, n_failed = string.gsub(failed_by or '', '[^,]+', '')
+  if attempts >= max_attempts and not (to and attempts < max_attempts * (n_failed + 1)) then
     move(tid, 'claimed', 'dead', now)
+    redis.call('HDEL', FAILED, tid)
     return 'dead'
   end
   move(tid, 'claimed', 'open', now)
   local s = tonumber(redis.call('HGET', TASK .. tid, 'score')) or deposit_score(meta_num('initial'), now)
   put_open(tid, s + math.log(meta_num('rho_fail')))
+  if to then
+    emit(now, 'escalated', tid, class, 'failed_by', failed_by, 'to', table.concat(to, ','),
+      'attempts', attempts)
+  end
   return 'open'
 end
 

@@ -10,7 +10,8 @@ if not holds(tid, fence, worker) then return {'lost'} end
 charge_tokens(tid, tonumber(ARGV[6]))
 redis.call('HINCRBY', META, 'failures', 1)  -- a counter for /metrics
 local outcome = retry_or_die(tid, now, ARGV[5])
-emit(now, 'failed', tid, worker, 'reason', ARGV[5], 'outcome', outcome)
+emit(now, 'failed', tid, worker, 'reason', ARGV[5], 'outcome', outcome,
+  'class', redis.call('HGET', TASK .. tid, 'owner_class') or '')
 if outcome == 'dead' then settle(tid, now, worker) end
 if redis.call('HGET', META, 'state') == 'running' then check_budgets(now, worker) end
 return {'ok', outcome}

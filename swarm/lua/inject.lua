@@ -3,8 +3,10 @@
 -- KEYS: the standard eight, then requests and requests:until (_lib.lua); uses meta, open,
 --       traits, events, task:, children:
 -- ARGV[1] = parent task id, ARGV[2] = title, ARGV[3] = detail, ARGV[4] = tags (comma-separated)
--- ARGV[5] = who, ARGV[6] = now (ms), ARGV[7] = request id (a resent request returns the task
---           it made the first time and makes no other)
+-- ARGV[5] = who, ARGV[6] = now (ms), ARGV[7] = min_strength, ARGV[8] = needs_code ('1' or
+-- '0'): what its worker must meet (on top of what the parent requires, which it inherits),
+-- ARGV[9] = request id (a resent request returns the task it made the first time and makes
+-- no other)
 -- Returns {'ok', new task id} or {'refused', why}; nothing changes when refused.
 --
 -- Only a waiting parent takes a new child: its pending count grows by one, so it synthesises
@@ -13,7 +15,8 @@
 -- gathered its children, so both are refused with the reason. max_children bounds what a
 -- mind may split into, not what a person adds; the task budget binds everyone.
 local parent, title, detail, tags = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local who, now, rid = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local who, now = ARGV[5], tonumber(ARGV[6])
+local min_strength, needs_code, rid = tonumber(ARGV[7]) or 0, ARGV[8] == '1' and 1 or 0, ARGV[9]
 
 local swarm_state = redis.call('HGET', META, 'state')
 if not swarm_state then return redis.error_reply('NOSWARM no such swarm') end
@@ -48,7 +51,8 @@ if tasks + 1 > max_tasks then
 end
 
 local child = new_task({parent = parent, title = title, detail = detail, tags = tags,
-  injected_by = who}, now, deposit_score(meta_num('initial'), now))
+  injected_by = who, min_strength = min_strength, needs_code = needs_code}, now,
+  deposit_score(meta_num('initial'), now))
 emit(now, 'injected', child, who, 'parent', parent, 'title', title)
 remember(rid, now, child)
 return {'ok', child}

@@ -30,8 +30,9 @@ local title, detail, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
 i = i + 3
 -- The root waits on the listed tasks, or is open itself when there are none.
 local score = deposit_score(meta_num('initial'), now)
-new_task({id = '0', title = title, detail = detail, state = n > 0 and 'waiting' or 'open'},
-  now, score)
+-- The purpose's requirements (meta) are the root's; every task under it inherits them.
+new_task({id = '0', title = title, detail = detail, state = n > 0 and 'waiting' or 'open',
+  min_strength = meta_num('min_strength', 0), needs_code = meta_num('needs_code', 0)}, now, score)
 emit(now, 'seeded', '0', 'seed', 'title', title)
 for _ = 1, n do
   new_task({parent = '0', title = ARGV[i], detail = ARGV[i + 1], tags = ARGV[i + 2]}, now, score)

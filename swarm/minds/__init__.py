@@ -34,8 +34,18 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
       slot; `chunk_s=1.0` (genai engine): about how long one call into the model may take,
       which a renewal or a stop may have to wait out)
     - `openai:http://host:port/v1#model-name` (an OpenAI-compatible server)
+    - `scripted:answers=PATH,accuracy=0.7,fix=1,split=3,tokens=10,seed=N` (evaluations:
+      known right and wrong answers at a known accuracy; swarm/minds/scripted.py)
     """
     kind, _, rest = (spec or "onnx").partition(":")
+    if kind == "scripted":
+        from swarm.minds.scripted import ScriptedMind as KnownAnswers
+        from swarm.minds.scripted import parse_scripted_spec
+
+        try:
+            return KnownAnswers(parse_scripted_spec(rest))
+        except ValueError as exc:
+            raise MindSpecError(str(exc)) from None
     if kind == "sim":
         from swarm.minds.sim import SimMind, parse_sim_spec
 
@@ -84,7 +94,9 @@ def make_mind(spec: str | None, *, model: str | None = None, slots: int = 1) -> 
                 "openai mind: give the server, e.g. openai:http://127.0.0.1:8080/v1#phi3"
             )
         return make_openai_mind(url, name or "default")
-    raise MindSpecError(f"unknown mind {kind!r}: use sim:..., onnx[:MODEL_DIR] or openai:URL#MODEL")
+    raise MindSpecError(
+        f"unknown mind {kind!r}: use sim:..., onnx[:MODEL_DIR], openai:URL#MODEL or scripted:..."
+    )
 
 
 def make_mind_waiting(

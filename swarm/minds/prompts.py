@@ -110,6 +110,15 @@ def _blocks(request: ThinkRequest) -> list[_Block]:
         ]
         lines += [f"{i}. {_result_line(t)}" for i, t in enumerate(request.children, 1)]
         blocks.append(_Block("\n".join(lines), keep=7, floor=200))
+    if task.feedback:
+        # The root's answer failed the purpose's check and came back: the mind must see why.
+        lines = [
+            "# Your previous answer failed its check",
+            f"The answer was: {task.result}" if task.result else "",
+            f"The checker said: {task.feedback}",
+            "Give a corrected answer to the whole task.",
+        ]
+        blocks.append(_Block("\n".join(line for line in lines if line), keep=8, floor=300))
     for i, run in enumerate(request.executions, 1):
         # Older runs matter less than the latest one, which the next step reacts to.
         blocks.append(_Block(_execution_block(i, run), keep=4 + (i == len(request.executions))))

@@ -5,6 +5,11 @@ into B children titled `<parent title>.<i>`, answers each leaf with `leaf <title
 synthesises by joining its children's answers in order, sleeps `think` seconds a step and
 fails a step with probability P. With `code=1` a leaf first asks to run a line of Python and
 puts the execution's output into its answer.
+
+Heterogeneous swarms (a weak and a strong worker side by side) are simulated with two more:
+`fail_tags=hard:0.8+big:0.3` fails a step on a task tagged `hard` with probability 0.8 (the
+highest of the task's tags counts; a task with none of them fails with P), and `speed=S`
+divides the think time by S (`speed=0.5` thinks twice as long).
 """
 
 from __future__ import annotations
@@ -36,27 +41,73 @@ class SimConfig:
     fail: float = 0.0
     seed: int = 0
     code: bool = False
+    fail_tags: tuple[tuple[str, float], ...] = ()  # (tag, failure probability) pairs
+    speed: float = 1.0  # think time is divided by this
+
+    def failure_chance(self, tags: tuple[str, ...]) -> float:
+        """The chance a step on a task with these tags fails: its worst tag's, else `fail`."""
+        found = [p for tag, p in self.fail_tags if tag in tags]
+        return max(found) if found else self.fail
+
+    @property
+    def step_s(self) -> float:
+        return self.think / self.speed
 
 
-_FIELDS = {"branch": int, "depth": int, "think": float, "fail": float, "seed": int, "code": int}
+_FIELDS = {
+    "branch": int,
+    "depth": int,
+    "think": float,
+    "fail": float,
+    "seed": int,
+    "code": int,
+    "speed": float,
+}
+_TAG_CHANCES = "fail_tags"  # a list: tag:p joined by '+'
 
 
 def parse_sim_spec(spec: str) -> SimConfig:
     """`branch=3,depth=2,think=0.05` -> SimConfig, with a clear error for a bad part."""
     values: dict[str, float | int] = {}
+    fail_tags: tuple[tuple[str, float], ...] = ()
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, eq, raw = part.partition("=")
+        if eq and name == _TAG_CHANCES:
+            fail_tags = _parse_tag_chances(raw)
+            continue
         if not eq or name not in _FIELDS:
-            known = ", ".join(_FIELDS)
+            known = ", ".join([*_FIELDS, _TAG_CHANCES])
             raise ValueError(f"sim mind: bad option {part!r} (known: {known}, as name=value)")
         try:
             values[name] = _FIELDS[name](raw)
         except ValueError:
             raise ValueError(f"sim mind: {name} must be a number, got {raw!r}") from None
-    cfg = SimConfig(**{k: (bool(v) if k == "code" else v) for k, v in values.items()})  # type: ignore[arg-type]
+    cfg = SimConfig(
+        **{k: (bool(v) if k == "code" else v) for k, v in values.items()},  # type: ignore[arg-type]
+        fail_tags=fail_tags,
+    )
     if cfg.branch < 1 or cfg.depth < 0 or cfg.think < 0 or not 0 <= cfg.fail <= 1:
         raise ValueError("sim mind: need branch >= 1, depth >= 0, think >= 0, 0 <= fail <= 1")
+    if not 0.001 <= cfg.speed <= 1000:  # NaN fails this too
+        raise ValueError("sim mind: speed must be between 0.001 and 1000")
     return cfg
+
+
+def _parse_tag_chances(raw: str) -> tuple[tuple[str, float], ...]:
+    """`hard:0.8+big:0.3` -> (('hard', 0.8), ('big', 0.3))."""
+    found: list[tuple[str, float]] = []
+    for item in filter(None, raw.split("+")):
+        tag, colon, chance = item.partition(":")
+        try:
+            p = float(chance)
+        except ValueError:
+            p = -1.0
+        if not colon or not tag or not 0 <= p <= 1:
+            raise ValueError(
+                f"sim mind: fail_tags wants tag:probability items joined by '+', got {item!r}"
+            )
+        found.append((tag, p))
+    return tuple(found)
 
 
 class SimMind:
@@ -74,14 +125,21 @@ class SimMind:
         # Thinking is waiting on the interrupt, so an interrupted step ends at once.
         self._sleep = sleep or self._interrupted.wait
 
+    def reseed(self, run_seed: int) -> None:
+        """A fresh random stream for one run of an evaluation (swarm/evals), still set by
+        `seed`: runs differ from each other and repeat exactly."""
+        with self._lock:
+            self._rng = random.Random(f"{self.config.seed}|{run_seed}")
+
     def think(self, request: ThinkRequest) -> Thought:
         self._check()
         if self.config.think:
-            self._sleep(self.config.think)
+            self._sleep(self.config.step_s)
             self._check()
-        if self.config.fail:
+        chance = self.config.failure_chance(request.task.tags)
+        if chance:
             with self._lock:
-                unlucky = self._rng.random() < self.config.fail
+                unlucky = self._rng.random() < chance
             if unlucky:
                 raise MindError(f"sim: simulated failure on {request.task.title!r}")
         return Thought(self._decide(request), tokens=1)

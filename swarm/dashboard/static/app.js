@@ -181,6 +181,7 @@ function draw(s) {
   drawTree(s);
   drawDetail(s);
   drawWorkers(s);
+  drawFlow(s);
   drawChart(s);
   drawEvents(s);
   drawAnswer(s);
@@ -394,6 +395,7 @@ function drawWorkers(s) {
     dot.appendChild(d);
     tr.appendChild(dot);
     tr.appendChild(el("td", w.id + (w.alive ? "" : ` (stale ${duration(w.seen_s)})`)));
+    tr.appendChild(el("td", `${w.worker_class} s${w.strength}` + (w.code ? " code" : "")));
     tr.appendChild(el("td", w.host));
     tr.appendChild(el("td", w.mind));
     tr.appendChild(el("td", w.slots));
@@ -401,6 +403,22 @@ function drawWorkers(s) {
     tr.appendChild(el("td", w.tasks));
     tr.appendChild(el("td", Number(w.tokens_per_s).toFixed(1)));
     body.appendChild(tr);
+  }
+}
+
+// Where work flows, per worker class: answered, failed, and escalated to the class.
+function drawFlow(s) {
+  const p = $("flow");
+  clear(p);
+  for (const f of s.flow || []) {
+    const item = el("span", null, "flow");
+    item.appendChild(el("b", f.worker_class));
+    item.appendChild(document.createTextNode(` ${f.done} done, ${f.failed} failed`
+      + (f.escalated ? `, ${f.escalated} escalated to it` : "")));
+    p.appendChild(item);
+  }
+  if (s.unmet) {
+    p.appendChild(el("span", `${s.unmet} open task(s) no live worker meets`, "flow unmet"));
   }
 }
 
@@ -447,7 +465,8 @@ function compareIds(a, b) {
 }
 
 function drawAnswer(s) {
-  $("outcome").textContent = s.state === "done" ? `(${s.outcome})` : "";
+  const checked = s.check ? ` check ${s.check} after ${s.checks}` : "";
+  $("outcome").textContent = (s.state === "done" ? `(${s.outcome})` : "") + checked;
   const a = $("answer");
   if (s.answer !== null) {
     a.textContent = s.answer;
@@ -503,6 +522,9 @@ function wire() {
       parent: $("inject-parent").value.trim() || fallback,
       title: $("inject-title").value,
       detail: $("inject-detail").value,
+      tags: $("inject-tags").value,
+      min_strength: $("inject-strength").value.trim(),
+      needs_code: $("inject-code").checked,
     });
   });
 }

@@ -1,30 +1,20 @@
-"""`swarm watch`: a live terminal view of one swarm's tasks, pheromone, workers and budgets.
-
-A frame is read as a `Snapshot` in a fixed number of pipelined round trips (the counters, the
-top of the open set, the workers, new events, then one round trip per drawn tree level), and
-drawn by `render`, a pure function of the snapshot. The reads are bounded by what fits on the
-screen, never by the number of tasks: no SCAN, no KEYS, no walk of the whole tree.
+"""What one frame of `swarm watch` reads: a `Snapshot` of one swarm, from a fixed number of
+pipelined round trips (the counters, the top of the open set, the workers, new events, then
+one round trip per drawn tree level), bounded by what fits on the screen, never by the number
+of tasks: no SCAN, no KEYS, no walk of the whole tree. The dashboard and `swarm up` read the
+same snapshot; `render` (view.py) draws it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
-from swarm.board import Board, NoSuchSwarm, list_swarms, stale_ms
-from swarm.display import safe_line
-from swarm.outage import describe, is_outage
+from swarm.board import Board, NoSuchSwarm, stale_ms
 from swarm.pheromone import level
 from swarm.reads import Reads
 
@@ -59,6 +49,8 @@ META_FIELDS = (
     "n_done",
     "n_dead",
     "n_cancelled",
+    "check_verdict",
+    "checks",
 )
 TASK_FIELDS = (
     "kind",
@@ -72,7 +64,9 @@ TASK_FIELDS = (
     "pending",
     "injected_by",
 )
-WORKER_FIELDS = ("host", "mind", "current", "slots", "tasks", "tokens_per_s")
+WORKER_FIELDS = (
+    "host", "mind", "current", "slots", "tasks", "tokens_per_s", "class", "strength", "code",
+)  # fmt: skip
 STATES = ("open", "claimed", "waiting", "done", "dead", "cancelled")
 
 HOT = 5  # top of the open set shown on the "next" line
@@ -119,6 +113,22 @@ class WorkerRow:
     tasks: int = 0
     tokens_per_s: float = 0.0
     slots: int = 1
+    worker_class: str = ""
+    strength: int = 0  # what it offers against tasks' requirements (section 6a)
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class ClassFlow:
+    """Where work flows, per worker class (section 6a), from the events this watcher read:
+    tasks claimed, answered and failed (reaps included) by workers of the class, and tasks
+    escalated to it (claimed after another class failed them)."""
+
+    worker_class: str
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    escalated: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,10 @@ class Snapshot:
     events: tuple[EventRow, ...]
     height: int
     initial: float = 1.0  # the pheromone of a fresh task, the heat bars' unit
+    flow: tuple[ClassFlow, ...] = ()
+    unmet: int = 0  # open tasks whose requirements no live worker meets (section 6a)
+    check: str = ""  # the verdict on the root's latest checked answer: pass | fail | error
+    checks: int = 0  # the root's answers checked so far
 
 
 @dataclass
@@ -165,6 +179,8 @@ class WatchState:
     # worker -> the tasks it claimed and has not posted, newest last: fresher than the
     # heartbeat record, which is published only every lease/4
     holding: dict[str, list[str]] = field(default_factory=dict)
+    # worker class -> [claimed, done, failed, escalated] (ClassFlow), from the events
+    flow: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,6 +274,7 @@ def _follow(state: WatchState, events: list[EventRow], now_ms: int) -> None:
         if ev.type == "completed":
             b = ev.at // (BUCKET_S * 1000)
             state.buckets[b] = state.buckets.get(b, 0) + 1
+        _count_flow(state, ev)
         if ev.type == "claimed":
             state.holding.setdefault(ev.who, []).append(ev.task)
         elif ev.type in POSTED:
@@ -269,6 +286,27 @@ def _follow(state: WatchState, events: list[EventRow], now_ms: int) -> None:
     oldest = now_ms // (BUCKET_S * 1000) - BUCKETS
     for b in [b for b in state.buckets if b <= oldest]:
         del state.buckets[b]
+
+
+FLOW_CLASSES = 32  # classes counted at most (their names come from Redis)
+_FLOW_SLOT = {"claimed": 0, "completed": 1, "failed": 2, "reaped": 2}
+
+
+def _count_flow(state: WatchState, ev: EventRow) -> None:
+    slot = _FLOW_SLOT.get(ev.type)
+    name = _field(ev.detail, "class")
+    if slot is None or not name:
+        return
+    if name not in state.flow and len(state.flow) >= FLOW_CLASSES:
+        return
+    counts = state.flow.setdefault(name, [0, 0, 0, 0])
+    counts[slot] += 1
+    if ev.type == "claimed" and _field(ev.detail, "rule") == "escalated":
+        counts[3] += 1
+
+
+def _flow(state: WatchState) -> tuple[ClassFlow, ...]:
+    return tuple(ClassFlow(name, *counts) for name, counts in sorted(state.flow.items()))
 
 
 def _drop(tasks: list[str] | None, tid: str) -> None:
@@ -298,6 +336,7 @@ class _First:
     hot: list[tuple[str, float]]  # top of the open set, with stored scores
     seen: list[tuple[str, int]]  # the most recently seen workers, with their last beat (ms)
     workers_total: int
+    unmet: int
     tail: list[EventRow]  # the newest events, oldest first
     new: list[EventRow]  # events after the watcher's cursor
 
@@ -310,6 +349,7 @@ def _read_first(board: Board, state: WatchState, height: int, now_ms: int) -> _F
     reads.hottest("hot", HOT)
     reads.workers_seen("seen", plan(height).workers)
     reads.workers_total("workers")
+    reads.unmet_count("unmet")
     # renewals are most of the stream and say nothing to a person: read extra, drop them
     reads.newest_events("tail", _tail_rows(height) * 4)
     since = f"({state.cursor}" if state.cursor else f"{now_ms - BUCKET_S * BUCKETS * 1000}-0"
@@ -322,6 +362,7 @@ def _read_first(board: Board, state: WatchState, height: int, now_ms: int) -> _F
         hot=r["hot"],
         seen=r["seen"],
         workers_total=r["workers"],
+        unmet=r["unmet"],
         tail=tail[-_tail_rows(height) :],
         new=_events(r["new"]),
     )
@@ -468,6 +509,9 @@ def _workers(
                 tasks=_int(rec["tasks"]),
                 tokens_per_s=_float(rec["tokens_per_s"]),
                 slots=max(_int(rec["slots"], 1), 1),
+                worker_class=rec["class"] or "",
+                strength=_int(rec["strength"]),
+                code=rec["code"] == "1",
             )
         )
     return tuple(rows)
@@ -538,354 +582,15 @@ def snapshot(
         workers_alive=records.alive,
         workers_total=first.workers_total,
         throughput=_series(state, now_ms),
+        flow=_flow(state),
+        unmet=first.unmet,
         events=tuple(first.tail),
         height=height,
         initial=_float(meta.get("initial"), 1.0) or 1.0,
+        check=meta.get("check_verdict") or "",
+        checks=_int(meta.get("checks")),
     )
 
 
 def to_json(snap: Snapshot) -> str:
     return json.dumps(dataclasses.asdict(snap), indent=2)
-
-
-# -- drawing ----------------------------------------------------------------------------------
-
-GLYPHS = {
-    "open": ("○", "cyan"),
-    "claimed": ("▶", "yellow"),
-    "waiting": ("◎", "blue"),
-    "done": ("✓", "green"),
-    "dead": ("✗", "red"),
-    "cancelled": ("⊘", "bright_black"),
-}
-SWARM_STYLES = {
-    "running": "bold green",
-    "paused": "bold yellow",
-    "wrapping": "bold magenta",
-    "done": "bold cyan",
-    "cancelled": "bold red",
-}
-EIGHTHS = " ▏▎▍▌▋▊▉█"
-SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def bar(fraction: float, width: int, style: str) -> Text:
-    """A left-to-right bar in eighths of a cell, `width` cells wide, the rest shaded
-    (shading rather than colour alone, so it reads in a plain capture or a 16-colour SSH)."""
-    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else float(fraction > 0)
-    full, part = divmod(round(fraction * width * 8), 8)
-    filled = "█" * full + (EIGHTHS[part] if part else "")
-    return Text.assemble((filled, style), ("░" * (width - len(filled)), "bright_black"))
-
-
-def heat_fraction(heat: float, initial: float) -> float:
-    """Pheromone on a log scale: a fresh task fills a third, eight times that fills the bar,
-    so both decay (halving per half-life) and a boost are visible."""
-    return min(max(0.0, math.log2(1 + max(heat, 0.0) / initial) / math.log2(9)), 1.0)
-
-
-def sparkline(values: Sequence[int]) -> str:
-    top = max(values, default=0)
-    if top <= 0:
-        return SPARKS[0] * len(values)
-    return "".join(SPARKS[min(round(v / top * (len(SPARKS) - 1)), len(SPARKS) - 1)] for v in values)
-
-
-def _num(x: float) -> str:
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.0f}"
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    h, rest = divmod(s, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-def _short(worker: str) -> str:
-    """Worker ids end in pid and a random suffix; those tell workers apart on one screen."""
-    parts = worker.rsplit("-", 2)
-    return "-".join(parts[-2:]) if len(parts) == 3 else worker
-
-
-def _titled_rule(title: Text, width: int) -> Text:
-    line = Text("─ ", style="bright_black") + title
-    line.truncate(width - 2, overflow="ellipsis")
-    line.append(" " + "─" * max(width - line.cell_len - 1, 0), style="bright_black")
-    return line
-
-
-def _header(snap: Snapshot, width: int) -> list[RenderableType]:
-    top = Table.grid(expand=True, padding=(0, 1))
-    top.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    top.add_column(no_wrap=True, justify="right")
-    state = Text(snap.state.upper(), style=SWARM_STYLES.get(snap.state, "bold"))
-    if snap.outcome and snap.state == "done":
-        state.append(f" ({snap.outcome})", style="cyan")
-    elif snap.reason and snap.state == "wrapping":
-        state.append(f" ({snap.reason})", style="magenta")
-    top.add_row(
-        Text.assemble((snap.swarm, "bold"), " · ", snap.title),
-        Text.assemble(state, "  ", _duration(snap.elapsed_s)),
-    )
-    return [top, _budgets(snap, width)]
-
-
-def _budgets(snap: Snapshot, width: int) -> Text:
-    """One line of budget bars; the bars get what the labels leave of the width."""
-    labels = [
-        (f"{b.name} ", f" {_duration(b.spent)}/{_duration(b.limit)}  ")
-        if b.name == "time"
-        else (f"{b.name} ", f" {_num(b.spent)}/{_num(b.limit)}  ")
-        for b in snap.budgets
-    ]
-    text_len = sum(len(a) + len(z) for a, z in labels)
-    cell = min(max((width - text_len) // max(len(labels), 1), 2), 12)
-    line = Text()
-    for b, (name, amount) in zip(snap.budgets, labels, strict=True):
-        frac = b.spent / b.limit if b.limit else 0.0
-        style = "green" if frac < 0.7 else "yellow" if frac < 0.9 else "red"
-        line.append(name, style="bold")
-        line.append_text(bar(frac, cell, style))
-        line.append(amount)
-    line.rstrip()
-    line.truncate(width, overflow="ellipsis")
-    return line
-
-
-def _tree_title(snap: Snapshot, width: int) -> Text:
-    title = Text("tasks ", style="bold")
-    for s in STATES:
-        glyph, style = GLYPHS[s]
-        title.append(glyph, style=style)
-        title.append(f"{snap.counts.get(s, 0)} ")
-    if snap.hot:
-        title.append(" next ", style="bold")
-        for t in snap.hot:
-            if title.cell_len + len(t.id) + 8 > width:
-                break  # the top of the open set, as much of it as fits
-            title.append(f"#{t.id}", style="cyan")
-            title.append_text(bar(heat_fraction(t.heat or 0, snap.initial), 2, "red"))
-            title.append(" ")
-    return _titled_rule(title, width)
-
-
-def _who(row: TaskRow) -> Text:
-    if row.state == "waiting" and row.children:
-        done = row.children - row.pending
-        return Text(f"{done}/{row.children} done", style="blue")
-    if row.state == "claimed":
-        return Text(_short(row.owner), style="yellow")
-    if row.owner:
-        return Text(_short(row.owner), style="bright_black")
-    if row.injected_by:
-        return Text(row.injected_by, style="magenta")
-    return Text("")
-
-
-def _title(row: TaskRow) -> Text:
-    text = Text("  " * row.level)
-    if row.kind == "synthesize":
-        text.append("Σ ", style="magenta")
-    text.append(row.title)
-    if row.hidden:
-        text.append(f" +{row.hidden}", style="bright_black")
-    return text
-
-
-def _tree(snap: Snapshot, width: int, rows: int) -> Table:
-    wide = width >= 70
-    table = Table.grid(padding=(0, 1), expand=True)
-    table.add_column(width=1, no_wrap=True)  # state glyph
-    table.add_column(no_wrap=True, justify="right", max_width=6)  # id
-    table.add_column(ratio=3, no_wrap=True, overflow="ellipsis")  # title
-    table.add_column(width=5, no_wrap=True)  # pheromone
-    if wide:
-        table.add_column(width=12, no_wrap=True, overflow="ellipsis")  # owner / progress
-        table.add_column(width=2, no_wrap=True)  # attempts
-        table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")  # result
-    for row in snap.tree[:rows]:
-        glyph, style = GLYPHS.get(row.state, ("?", "white"))
-        heat = (
-            bar(heat_fraction(row.heat, snap.initial), 5, "red")
-            if row.heat is not None
-            else Text("")
-        )
-        cells: list[RenderableType] = [
-            Text(glyph, style=style),
-            Text(row.id, style="dim"),
-            _title(row),
-            heat,
-        ]
-        if wide:
-            attempts = Text(f"↻{row.attempts}", style="red") if row.attempts else Text("")
-            result = Text(row.result.splitlines()[0] if row.result else "", style="bright_black")
-            cells += [_who(row), attempts, result]
-        table.add_row(*cells)
-    return table
-
-
-def _workers_title(snap: Snapshot, width: int) -> Text:
-    stale = snap.workers_total - snap.workers_alive
-    title = Text("workers ", style="bold")
-    title.append(f"{snap.workers_alive} alive", style="green")
-    if stale > 0:
-        title.append(f" {stale} stale", style="red")
-    per_min = sum(snap.throughput[-(60 // BUCKET_S) :])
-    spark_w = max(min(width - title.cell_len - 24, len(snap.throughput)), 0)
-    if spark_w:
-        title.append("  done/min ", style="bold")
-        title.append(sparkline(snap.throughput[-spark_w:]), style="green")
-        title.append(f" {per_min}")
-    return _titled_rule(title, width)
-
-
-def _workers_table(snap: Snapshot, width: int, rows: int) -> RenderableType:
-    if not snap.workers:
-        return Text("no workers yet: start one with `swarm worker`", style="bright_black")
-    table = Table.grid(padding=(0, 1), expand=True)
-    table.add_column(width=1)
-    table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")  # id
-    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # host
-    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")  # current task
-    table.add_column(no_wrap=True, justify="right")  # tokens/s
-    for w in snap.workers[:rows]:
-        mark = Text("●", style="green") if w.alive else Text("●", style="red")
-        seen = "" if w.alive else f" stale {_duration(w.seen_s)}"
-        table.add_row(
-            mark,
-            Text(w.id + seen, style="" if w.alive else "red"),
-            Text(w.host, style="bright_black"),
-            Text(
-                f"on #{w.current}" if w.current else "idle", style="yellow" if w.current else "dim"
-            ),
-            Text(f"{w.tokens_per_s:.1f} tok/s"),
-        )
-    return table
-
-
-def _events_lines(snap: Snapshot, width: int, rows: int) -> Text:
-    text = Text(no_wrap=True, overflow="ellipsis")
-    for i, ev in enumerate(snap.events[-rows:] if rows else ()):
-        if i:
-            text.append("\n")
-        line = Text(time.strftime("%H:%M:%S ", time.localtime(ev.at / 1000)), style="bright_black")
-        line.append(f"{ev.type:<15} ", style=_event_style(ev.type))
-        if ev.task:
-            line.append(f"#{ev.task} ", style="cyan")
-        line.append(ev.who, style="yellow" if ev.who.startswith("person:") else "")
-        if ev.detail:
-            line.append(" " + ev.detail, style="bright_black")
-        line.truncate(width, overflow="ellipsis")
-        text.append_text(line)
-    return text
-
-
-def _event_style(etype: str) -> str:
-    if etype in ("failed", "reaped", "cancelled"):
-        return "red"
-    if etype in ("boosted", "injected", "paused", "resumed"):
-        return "magenta"
-    return "green" if etype in ("completed", "done") else ""
-
-
-def shown(value: Any) -> Any:
-    """`value` with every string in it made safe to show (see swarm/display.py): titles,
-    results, worker names, event fields and the swarm's own state all come from Redis."""
-    if isinstance(value, str):
-        return safe_line(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: shown(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return dataclasses.replace(value, **changes)
-    if isinstance(value, tuple):
-        return tuple(shown(v) for v in value)
-    if isinstance(value, dict):
-        return {shown(k): shown(v) for k, v in value.items()}
-    return value
-
-
-def render(snap: Snapshot, width: int = 80, height: int | None = None) -> RenderableType:
-    """One frame of `snap`, `width` columns and at most `height` lines (default: as read).
-
-    Only a `shown` copy is drawn, and only as rich Text: never markup, never raw controls.
-    """
-    snap = shown(snap)
-    p = plan(height or snap.height, len(snap.workers))
-    spare = max(p.tree - len(snap.tree), 0)  # a small tree leaves room for more events
-    return Group(
-        *_header(snap, width),
-        _tree_title(snap, width),
-        _tree(snap, width, p.tree),
-        _workers_title(snap, width),
-        _workers_table(snap, width, p.workers),
-        _titled_rule(Text("events", style="bold"), width),
-        _events_lines(snap, width, p.events + spare),
-    )
-
-
-def message(text: str, style: str = "yellow") -> RenderableType:
-    return Text(safe_line(text), style=style)
-
-
-# -- the command ------------------------------------------------------------------------------
-
-
-def resolve_swarm(client: Any, swarm_id: str | None) -> str | None:
-    """The named swarm, else the newest one on this Redis (None when there is none)."""
-    if swarm_id is not None:
-        return swarm_id
-    ids = list_swarms(client, 1)
-    return ids[0] if ids else None
-
-
-def _frame(
-    client: Any, swarm_id: str | None, state: WatchState, console: Console
-) -> RenderableType:
-    sid = resolve_swarm(client, swarm_id)
-    if sid is None:
-        return message("no swarm on this Redis yet: run `swarm seed PURPOSE` (waiting...)")
-    try:
-        snap = snapshot(client, sid, state, height=console.height)
-    except NoSuchSwarm as exc:
-        return message(f"{exc} (waiting...)")
-    return render(snap, console.width, console.height)
-
-
-def live(client: Any, swarm_id: str | None, refresh: float, console: Console) -> None:
-    """Redraw until Ctrl-C; the alternate screen keeps the shell's scrollback untouched."""
-    state = WatchState()
-    period = 1.0 / refresh
-    with Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as view:
-        while True:
-            started = time.monotonic()
-            try:
-                view.update(_frame(client, swarm_id, state, console), refresh=True)
-            except redis.RedisError as exc:  # away, loading, busy with a script...
-                if not is_outage(exc):
-                    raise
-                view.update(message(f"{describe(exc)}; retrying", "red"), refresh=True)
-            time.sleep(max(period - (time.monotonic() - started), 0.05))
-
-
-def periodic(
-    client: Any,
-    swarm_id: str | None,
-    every_s: float,
-    console: Console,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Without a terminal (a pipe, a log, `docker compose run -T`) a live view shows nothing
-    until it ends: print a whole frame every `every_s` seconds instead, until Ctrl-C."""
-    state = WatchState()
-    console.print(
-        message(f"not a terminal: printing a frame every {every_s:g} s (--once for one frame)")
-    )
-    while True:
-        try:
-            console.print(_frame(client, swarm_id, state, console))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            console.print(message(f"Redis unavailable ({exc}); retrying", "red"))
-        console.file.flush()
-        sleep(every_s)
