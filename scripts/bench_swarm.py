@@ -88,7 +88,9 @@ def _redis(url: str | None, home: Path) -> Iterator[str]:
 
 
 def _worker(url: str, sid: str, mind: str, slots: int, log: Any) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "SWARM_REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+    # This tree first, then whatever the caller's path holds (packages installed aside).
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "SWARM_REDIS_URL": url, "PYTHONPATH": path}
     args = ["worker", "--swarm", sid, "--burst", "--slots", str(slots), "--no-code"]
     return subprocess.Popen(
         [sys.executable, "-m", "swarm", *args, "--mind", mind],
@@ -188,15 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", type=int, default=2048, help="KV cache per slot")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, help="intra-op threads per process")
+    parser.add_argument(
+        "--threads-each",
+        type=int,
+        help="intra-op threads of each of the N processes (default: --threads), e.g. cores/N",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per phase")
     parser.add_argument("--logs", type=Path, help="keep the workers' logs here")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     options = f"engine=batch&context={args.context}&max_new_tokens={args.max_new_tokens}"
-    if args.threads:
-        options += f"&threads={args.threads}"
-    mind = f"onnx:{args.model.resolve()}?{options}"
-    arms = {"one_process": [args.slots], "processes": [1] * args.slots}
+
+    def mind_with(threads: int | None) -> str:
+        return f"onnx:{args.model.resolve()}?{options}" + (f"&threads={threads}" if threads else "")
+
+    mind = mind_with(args.threads)
+    each = mind_with(args.threads_each or args.threads)
+    arms = {"one_process": ([args.slots], mind), "processes": ([1] * args.slots, each)}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in arms}
     with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
         home = Path(tmp)
@@ -211,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 order = list(arms) if r % 2 == 0 else list(reversed(arms))
                 for arm in order:
-                    run = run_arm(client, url, purpose_file, mind, arms[arm], logs, args.timeout)
+                    slots, arm_mind = arms[arm]
+                    run = run_arm(client, url, purpose_file, arm_mind, slots, logs, args.timeout)
                     runs[arm].append(run)
                     print(f"round {r} {arm}: {json.dumps(run)}", file=sys.stderr, flush=True)
     one, many = runs["one_process"], runs["processes"]
@@ -219,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(sys.argv),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "mind": mind,
+        "mind_of_each_process": each,
         "runs": runs,
         "median": {
             f"1x{args.slots}_wall_s": _median(one, "wall_s"),
