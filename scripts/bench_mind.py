@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from swarm import memory  # noqa: E402
 from swarm.minds import prompts  # noqa: E402
-from swarm.minds.batched import BatchedMind, make_batched_mind  # noqa: E402
-from swarm.minds.onnx import guided_schema  # noqa: E402
+from swarm.minds.batched import BatchedMind, _Runtime, make_batched_mind  # noqa: E402
+from swarm.minds.onnx import _NOTE_ROOM, guided_schema  # noqa: E402
 from swarm.protocol import ActionKind, Limits, ThinkRequest  # noqa: E402
 from swarm.task import Kind, Task  # noqa: E402
 
@@ -58,52 +59,130 @@ LIMITS = Limits(
 ANSWER = frozenset({ActionKind.ANSWER})
 
 
-def work_step(i: int, limits: Limits = LIMITS) -> ThinkRequest:
+def work_step(i: int, limits: Limits | None = None) -> ThinkRequest:
     root = Task(id="0", parent="", depth=0, kind=Kind.WORK, title="Lyon's water")
     task = Task(
         id=f"0.{i}", parent="0", depth=1, kind=Kind.WORK, title=f"Household use, district {i}",
         detail="Find the yearly household consumption of this district and its source.",
     )  # fmt: skip
+    limits = limits or LIMITS
     return ThinkRequest(purpose=PURPOSE, task=task, allowed=ANSWER, limits=limits, ancestry=(root,))
+
+
+def force_answer_chars(chars: int) -> None:
+    """Make every answer exactly `chars` characters long (the guidance schema's answer string
+    gets that minLength), here and in the bare loop. The random models close their strings
+    after a few characters (answers of about 16 tokens on the mini shapes), so their steps
+    are nearly all prompt reading, where a real model writes hundreds of tokens: this gives
+    the steps a real model's share of writing, through the mind's own path."""
+    from swarm.minds import batched
+
+    def forced(limits: Limits, **kwargs: Any) -> str:
+        schema = json.loads(guided_schema(limits, **kwargs))
+        answer = schema.get("properties", {}).get("answer")
+        if answer is not None:
+            answer["minLength"] = answer["maxLength"] = chars
+        return json.dumps(schema)
+
+    setattr(batched, "guided_schema", forced)  # noqa: B010  (the mind's own step, reshaped)
+    global LIMITS, forced_schema
+    LIMITS = replace(LIMITS, max_answer=max(LIMITS.max_answer, chars))
+    forced_schema = forced
+
+
+forced_schema = guided_schema
 
 
 class Bare:
     """A plain ORT GenAI guided loop, the purpose appended once: what the mind is measured
-    against. It loads the model a second time, so it is dropped after its comparison."""
+    against. It runs in a process of its own (`BareProcess`): one process holding two
+    copies of the model made the copy loaded second about 9% faster per decode step,
+    whichever engine it was (measured on the mini shapes, steps alternated), which is not
+    a difference between the engines."""
 
-    def __init__(self, model: Path, context: int) -> None:
+    def __init__(self, model: Path, context: int, max_new_tokens: int) -> None:
         import onnxruntime_genai as og
 
-        self.og, self.context = og, context
+        self.og, self.context, self.max_new_tokens = og, context, max_new_tokens
+        self.rt = _Runtime(model)  # the mind's tokenizer and chat format
         self.model = og.Model(og.Config(str(model)))
         self.gen: Any = None
         self.base = 0
 
-    def step(self, mind: BatchedMind, step: ThinkRequest, budget: int) -> tuple[float, int]:
-        """One step the way the mind runs it (its prompt and guidance): seconds, tokens."""
-        rt = mind._runtime
-        prefix, suffix = rt.chat(prompts.system_prompt(step.purpose, step.purpose_title))
+    def step(self, step: ThinkRequest) -> tuple[float, float, int]:
+        """One step the way the mind runs it (its prompt and guidance): seconds reading the
+        task, seconds writing, tokens written."""
+        rt = self.rt
+        # The mind's system prompt (BatchedMind._attempt): the purpose fitted to half the row.
+        purpose = prompts.fit_text(step.purpose, self.context // 2, rt.count)
+        prefix, suffix = rt.chat(prompts.system_prompt(purpose, step.purpose_title))
         if self.gen is None:  # the purpose is read once, then rewound to, as the mind does
             params = self.og.GeneratorParams(self.model)
             params.set_search_options(max_length=self.context)
-            params.set_guidance("json_schema", guided_schema(step.limits, allowed=step.allowed))
+            schema = forced_schema(step.limits, allowed=step.allowed)
+            params.set_guidance("json_schema", schema)
             self.gen = self.og.Generator(self.model, params)
             self.gen.append_tokens(rt.encode(prefix))
             self.base = self.gen.token_count()
-        room = self.context - self.base - budget - 32 - rt.count(suffix)
+        # The mind's room for the task (BatchedMind._attempt), so the prompts are the same.
+        room = self.context - self.base - self.max_new_tokens - _NOTE_ROOM - rt.count(suffix)
         body = rt.encode(prompts.task_prompt(step, room, rt.count) + suffix, continuation=True)
         started = time.perf_counter()
         self.gen.append_tokens(body)
+        read = time.perf_counter()
         n = 0
-        while n < budget and not self.gen.is_done():
+        while n < self.max_new_tokens and not self.gen.is_done():
             self.gen.generate_next_token()
             n += 1
-        elapsed = time.perf_counter() - started
+        ended = time.perf_counter()
         self.gen.rewind_to(self.base)
-        return elapsed, n
+        return read - started, ended - read, n
 
 
-def slots_rate(mind: BatchedMind, slots: int, steps_per_slot: int, limits: Limits) -> float:
+def bare_child(model: Path, context: int, max_new_tokens: int, chars: int) -> int:
+    """`--bare-child`: run `Bare` steps named on stdin (work step numbers), one JSON reply
+    line each ([read_s, write_s, tokens])."""
+    if chars:
+        force_answer_chars(chars)
+    bare = Bare(model, context, max_new_tokens)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        print(json.dumps(bare.step(work_step(int(line)))), flush=True)
+    return 0
+
+
+class BareProcess:
+    """The bare loop in a child process, one step at a time."""
+
+    def __init__(self, model: Path, context: int, max_new_tokens: int, chars: int) -> None:
+        args = [str(model), str(context), str(max_new_tokens), str(chars)]
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--bare-child", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._line() != "READY":
+            raise RuntimeError("the bare GenAI loop did not start")
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def step(self, i: int) -> tuple[float, float, int]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{i}\n")
+        self.proc.stdin.flush()
+        read_s, write_s, tokens = json.loads(self._line())
+        return float(read_s), float(write_s), int(tokens)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def slots_rate(mind: BatchedMind, slots: int, steps_per_slot: int, limits: Limits | None) -> float:
     """Aggregate generated tokens/s with `slots` threads thinking at once."""
     before = mind.usage.generated_tokens
     errors: list[BaseException] = []
@@ -127,6 +206,37 @@ def slots_rate(mind: BatchedMind, slots: int, steps_per_slot: int, limits: Limit
     return (mind.usage.generated_tokens - before) / elapsed
 
 
+def compare_steps(sides: dict[str, list[tuple[float, float, int]]]) -> dict[str, Any]:
+    """Medians of each side's steps (seconds reading the task, seconds writing, tokens
+    written), and the ratios: a step's tokens/s, and writing and reading apart (a step's
+    tokens/s also depends on how many tokens it wrote, which the two sides' guidance may
+    end differently)."""
+    out: dict[str, Any] = {}
+    for side, steps in sides.items():
+        out[side] = statistics.median(n / (r + w) for r, w, n in steps)
+        out[f"{side}_detail"] = {
+            "read_s": statistics.median(r for r, _, _ in steps),
+            "write_s": statistics.median(w for _, w, _ in steps),
+            "tokens": statistics.median(n for _, _, n in steps),
+            # The first token comes from the read; each later one from a decode call.
+            "ms_per_decode": statistics.median(1000 * w / max(n - 1, 1) for _, w, n in steps),
+        }
+    # Each round's ratio (its two steps ran one after the other), then their median.
+    out["rounds"] = sides
+    out["paired_step_time_ratio"] = statistics.median(
+        (br + bw) / (mr + mw)
+        for (mr, mw, _), (br, bw, _) in zip(sides["mind"], sides["bare_genai"], strict=True)
+    )
+    mind, bare = out["mind_detail"], out["bare_genai_detail"]
+    out["ratio"] = out["mind"] / out["bare_genai"]
+    # Same prompt, same answer (the bare loop also runs the model for the end-of-sequence
+    # token the mind does not need once its grammar is complete): whole steps' time.
+    out["step_time_ratio"] = (bare["read_s"] + bare["write_s"]) / (mind["read_s"] + mind["write_s"])
+    out["decode_ratio"] = bare["ms_per_decode"] / mind["ms_per_decode"]
+    out["read_ratio"] = bare["read_s"] / mind["read_s"]
+    return out
+
+
 def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"model": str(model), "max_new_tokens": args.max_new_tokens}
     counts = [int(c) for c in args.slots.split(",")]
@@ -144,7 +254,9 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     }
     out["memory_mb"] = {"model_loaded": (memory.rss_bytes() - base_rss) / MB}
     rt = mind._runtime
-    prefix = rt.encode(rt.chat(prompts.system_prompt(PURPOSE, ""))[0])
+    # The purpose as the mind holds it in a row: fitted to half the context.
+    fitted = prompts.fit_text(PURPOSE, mind.context // 2, rt.count)
+    prefix = rt.encode(rt.chat(prompts.system_prompt(fitted, ""))[0])
     out["purpose_tokens"] = len(prefix)
 
     # Time to first token: the first step reads the purpose, the next ones reuse it.
@@ -165,22 +277,20 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
 
     # The mind's step vs a bare GenAI loop on the same prompt and guidance, alternated.
     if not args.no_bare:
-        bare = Bare(model, mind.context)
-        bare.step(mind, work_step(0), 8)  # warm up its session
-        mind_rates, bare_rates = [], []
-        for i in range(10, 10 + args.rounds):
-            mind.think(work_step(i))
-            mind_rates.append(
-                mind.last.generated_tokens / (mind.last.prefill_s + mind.last.decode_s)
-            )
-            seconds, tokens = bare.step(mind, work_step(i), args.max_new_tokens)
-            bare_rates.append(tokens / seconds)
-        del bare
-        out["step_tokens_per_s"] = {
-            "mind": statistics.median(mind_rates),
-            "bare_genai": statistics.median(bare_rates),
-            "ratio": statistics.median(mind_rates) / statistics.median(bare_rates),
-        }
+        bare = BareProcess(model, mind.context, args.max_new_tokens, args.answer_chars)
+        bare.step(0)  # reads the purpose, warms its session up
+        sides: dict[str, list[tuple[float, float, int]]] = {"mind": [], "bare_genai": []}
+        for k, i in enumerate(range(10, 10 + args.rounds)):
+            # Alternate who goes first, so a load that drifts over a round hits both alike.
+            for side in ("mind", "bare_genai") if k % 2 == 0 else ("bare_genai", "mind"):
+                if side == "mind":
+                    mind.think(work_step(i))
+                    think = mind.last
+                    sides[side].append((think.prefill_s, think.decode_s, think.generated_tokens))
+                else:
+                    sides[side].append(bare.step(i))
+        bare.close()
+        out["step_tokens_per_s"] = compare_steps(sides)
         print(json.dumps(out["step_tokens_per_s"]), file=sys.stderr, flush=True)
 
     # Slots: every count thinks `steps` steps per slot at once; memory after each count.
@@ -189,7 +299,7 @@ def measure(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     rss: dict[int, float] = {}
     for r in range(args.slot_rounds):
         for c in counts:
-            rates[c].append(slots_rate(mind, c, args.steps, LIMITS))
+            rates[c].append(slots_rate(mind, c, args.steps, None))
             rss.setdefault(c, memory.rss_bytes() / MB)
             print(f"slots {c} round {r}: {rates[c][-1]:.2f} tok/s", file=sys.stderr, flush=True)
     slots: dict[str, Any] = {str(c): statistics.median(v) for c, v in rates.items()}
@@ -343,7 +453,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pss", type=int, default=0, help="PSS of this many processes")
     parser.add_argument("--only", choices=("tasks", "pss"), help="run only that part")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
+    parser.add_argument(
+        "--answer-chars", type=int, default=0, help="make every answer this long (see --help)"
+    )
+    parser.add_argument("--bare-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bare_child:
+        model_dir, context, max_new_tokens, chars = args.bare_child
+        return bare_child(Path(model_dir), int(context), int(max_new_tokens), int(chars))
+    if args.answer_chars:
+        force_answer_chars(args.answer_chars)
     model = args.model or model_for(args.size)
     result: dict[str, Any] = {"command": " ".join(sys.argv)}
     if args.only is None:

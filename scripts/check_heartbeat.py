@@ -144,6 +144,9 @@ def renewal_gaps(events: list[dict[str, str]], worker: str) -> list[float]:
     return [b - a for a, b in itertools.pairwise(at)]
 
 
+POSTS = {"completed", "failed", "split"}  # what ends a step on the board
+
+
 def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
     client = redis.Redis.from_url(url, decode_responses=True)
     purpose = long_purpose(args.words, args.lease)
@@ -175,8 +178,8 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
                 time.sleep(0.1)
             reaper.stop.set()
             reaper.thread.join()
-            posted = [f["type"] for f in task_events(board, "0") if f["worker"] == holder]
-            thinking = not {"completed", "failed", "split"} & set(posted)
+            posted = {f["type"] for f in task_events(board, "0") if f["worker"] == holder}
+            thinking = not POSTS & posted
             termed = time.monotonic()
             worker.send_signal(signal.SIGTERM)
             try:
@@ -214,6 +217,8 @@ def check(args: argparse.Namespace, model: Path, url: str) -> dict[str, Any]:
         "sigterm_to_exit_s": round(exit_s, 2),
         "exit_code": worker.returncode,
         "released": "released" in [f["type"] for f in events],
+        # Read after the exit: a step can post between the check above and the signal.
+        "posted": bool(POSTS & {f["type"] for f in events if f["worker"] == holder}),
         "warnings": [line for line in logged if "lease" in line and "WARNING" in line][:5],
         "log": str(log_path),
         "log_tail": logged[-5:],

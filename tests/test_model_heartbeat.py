@@ -64,5 +64,7 @@ def test_a_worker_thinking_past_its_lease_keeps_it_and_stops_on_sigterm(
     assert result["longest_renewal_gap_s"] < 0.75 * args.lease, result["renewal_gaps_s"]
     assert result["reaps_while_alive"] == 0, result
     assert result["sigterm_to_exit_s"] < args.grace + 10 and result["exit_code"] == 0, result
-    # Stopped mid-step, it gave the task back rather than leaving it to the lease.
-    assert result["released"] or not result["thinking_at_sigterm"], result
+    # Stopped mid-step, it gave the task back rather than leaving it to the lease; a step
+    # that posted between the script's last look and the signal is the other way out (read
+    # from the events after the exit, so the race with SIGTERM cannot fail the test).
+    assert result["released"] or result["posted"], result

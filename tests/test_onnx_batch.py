@@ -16,7 +16,7 @@ from conftest_models import tiny_model  # noqa: F401  (a fixture)
 
 from swarm.minds import prompts
 from swarm.minds.base import Interrupted, MindError
-from swarm.minds.batched import BatchedMind, make_batched_mind
+from swarm.minds.batched import _CHUNK_MAX, _CHUNK_MIN, BatchedMind, chunk_size, make_batched_mind
 from swarm.protocol import ActionKind, Answer, Code, Limits, Split, ThinkRequest, Thought
 from swarm.task import Kind, Task
 
@@ -177,4 +177,36 @@ def test_a_purpose_that_fills_most_of_the_context_ends_the_answer_at_the_rows_en
         assert "did not fit" in str(exc) or "fill the whole context" in str(exc), exc
     assert mind.usage.generated_tokens <= 512
     assert max(mind._batcher.decoder.lengths) <= 512
+    mind.close()
+
+
+def test_a_prompt_read_alone_is_read_in_the_largest_chunks() -> None:
+    # Paced chunks only while other rows write (their next token waits for the chunk);
+    # reading alone, small chunks would only add calls (each reads all the weights).
+    assert chunk_size(40, others_writing=True) == 40
+    assert chunk_size(1, others_writing=True) == _CHUNK_MIN
+    assert chunk_size(10_000, others_writing=True) == _CHUNK_MAX
+    assert chunk_size(40, others_writing=False) == _CHUNK_MAX
+
+
+def test_a_slot_reading_alone_reads_its_prompt_in_one_call_per_chunk_max(tiny_model: Path) -> None:  # noqa: F811
+    mind = make_batched_mind(tiny_model, max_new_tokens=256, slots=2)
+    batcher = mind._batcher
+    batcher._chunk = 1  # as if reading were slow: paced chunks would be _CHUNK_MIN tokens
+    sizes: list[int] = []
+    prefill = batcher.decoder.prefill
+
+    def spy(row: int, ids: list[int]) -> object:
+        sizes.append(len(ids))
+        batcher._chunk = 1
+        return prefill(row, ids)
+
+    batcher.decoder.prefill = spy  # type: ignore[method-assign]
+    mind.think(request({A}, 1))
+    # The purpose (a long system prompt) in full chunks and its rest, then the task.
+    task = sizes[-1]
+    purpose = mind.last.prompt_tokens - task
+    assert purpose > _CHUNK_MAX and task > _CHUNK_MIN, sizes
+    full, rest = divmod(purpose, _CHUNK_MAX)
+    assert sizes == [_CHUNK_MAX] * full + [rest] * (rest > 0) + [task]
     mind.close()
