@@ -607,7 +607,8 @@ class Board:
         outcomes taken by a process that dies before folding are lost to the long-lived
         trails only (this swarm's own trails keep them)."""
         pairs = [str(x) for x in self._run("trails_take")]
-        store.fold(pairs, self.now_ms(now))
+        if pairs:  # most heartbeats find nothing new: no second round trip then
+            store.fold(pairs, self.now_ms(now))
         return len(pairs) // 2
 
     def own_trails(self) -> list[trails.Trail]:

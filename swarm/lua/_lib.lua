@@ -402,10 +402,6 @@ local function read_classes(now)
   return live, info
 end
 
-local function live_classes(now)
-  return (read_classes(now))
-end
-
 -- What the live workers offer: {strength, code} per profile that beat lately (a few).
 local function live_profiles(now)
   local since = live_since(now)
@@ -431,14 +427,15 @@ local function listed(csv, item)
   return string.find(',' .. (csv or '') .. ',', ',' .. item .. ',', 1, true) ~= nil
 end
 
--- Live classes that have not failed this task yet and meet its requirements (escalation
--- targets); `t` holds min_strength and needs_code.
-local function untried(failed_by, t, now)
-  local live, info = read_classes(now)
+-- Live classes (`live`, `info` from read_classes) that have not failed this task yet, meet
+-- its requirements (`t` holds min_strength and needs_code) and, with `above`, are stronger
+-- than that: escalation's targets, here and in claim.lua.
+local function untried(failed_by, t, live, info, above)
   local found = {}
   for _, class in ipairs(live) do
     local c = info[class]
-    if not listed(failed_by, class) and meets(t, c.strength, c.code) then
+    if not listed(failed_by, class) and c.strength > (above or -math.huge)
+        and meets(t, c.strength, c.code) then
       found[#found + 1] = class
     end
   end
@@ -466,7 +463,8 @@ local function escalate(tid, now)
   end
   redis.call('HSET', FAILED, tid, failed_by)
   redis.call('HSET', TASK .. tid, 'failed_by', failed_by)
-  local to = untried(failed_by, requirements(tid), now)
+  local live, info = read_classes(now)
+  local to = untried(failed_by, requirements(tid), live, info)
   if #to == 0 then return class, failed_by, nil end
   return class, failed_by, to
 end

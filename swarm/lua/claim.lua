@@ -96,13 +96,8 @@ end
 -- A live class that has not tried the task, meets its requirements and is stronger than
 -- `above`.
 local function untried_live(failed_by, t, above)
-  for _, c in ipairs(live_now()) do
-    local ci = info[c]
-    if not listed(failed_by, c) and ci.strength > above and meets(t, ci.strength, ci.code) then
-      return true
-    end
-  end
-  return false
+  local classes = live_now()  -- fills `info` too
+  return #untried(failed_by, t, classes, info, above) > 0
 end
 
 -- A class that failed this task leaves it while a live class that may do it has not tried
@@ -249,13 +244,14 @@ local function pick(k)
   local alpha, beta, offset = meta_num('alpha'), meta_num('beta'), decay_offset(now)
   for i = 1, #top, 2 do ids[#ids + 1] = top[i] end
   local packed = redis.call('HMGET', TRAITS, unpack(ids))
-  local etas, kinds, failed, theta, traits, unfit = {}, {}, {}, {}, {}, {}
+  local etas, kinds, failed, theta, traits, fit, unfit = {}, {}, {}, {}, {}, {}, {}
   for j = 1, #ids do
     local t = traits_of(packed[j], now)
     traits[j] = t
     etas[j] = eta(t)
+    fit[j] = meets(t, strength, code)
     if labour then kinds[j] = trail_kinds(t.kind, t.tags) end
-    if not meets(t, strength, code) then unfit[#unfit + 1] = {id = ids[j], t = t} end
+    if not fit[j] then unfit[#unfit + 1] = {id = ids[j], t = t} end
   end
   note_unmet(unfit)
   if labour then
@@ -273,7 +269,7 @@ local function pick(k)
   local best = -math.huge
   for j = 1, #ids do
     logw[j] = alpha * (tonumber(top[2 * j]) - offset) + beta * math.log(etas[j])
-    if not meets(traits[j], strength, code) then
+    if not fit[j] then
       logw[j] = -math.huge  -- a requirement this worker does not meet
     elseif labour then
       if steered_away(failed[j], traits[j]) then
