@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
@@ -24,6 +24,27 @@ class MindError(RuntimeError):
 
 class Interrupted(MindError):
     """The mind was interrupted (the worker is stopping): the step has no result to post."""
+
+
+def spec_values(
+    spec: str, fields: Mapping[str, Callable[[str], object]], mind: str, raw: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """`name=value,...` (the test minds' specs) -> {name: fields[name](value)}; the names in
+    `raw` keep their text for the caller to parse. A ValueError names the bad part."""
+    values: dict[str, object] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, eq, text = part.partition("=")
+        if eq and name in raw:
+            values[name] = text
+            continue
+        if not eq or name not in fields:
+            known = ", ".join([*fields, *raw])
+            raise ValueError(f"{mind} mind: bad option {part!r} (known: {known}, as name=value)")
+        try:
+            values[name] = fields[name](text)
+        except ValueError:
+            raise ValueError(f"{mind} mind: {name} must be a number, got {text!r}") from None
+    return values
 
 
 class Turns:

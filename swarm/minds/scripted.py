@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.minds.base import Interrupted, MindError
+from swarm.minds.base import Interrupted, MindError, spec_values
 from swarm.protocol import ActionKind, Answer, Confidence, Split, Subtask, ThinkRequest, Thought
 from swarm.task import Kind
 
@@ -67,16 +67,7 @@ _FIELDS: dict[str, Callable[[str], object]] = {
 
 def parse_scripted_spec(spec: str) -> ScriptedConfig:
     """`answers=suite,accuracy=0.7,fix=1` -> ScriptedConfig; ValueError names a bad part."""
-    values: dict[str, object] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, eq, raw = part.partition("=")
-        if not eq or name not in _FIELDS:
-            known = ", ".join(_FIELDS)
-            raise ValueError(f"scripted mind: bad option {part!r} (known: {known}, as name=value)")
-        try:
-            values[name] = _FIELDS[name](raw)
-        except ValueError:
-            raise ValueError(f"scripted mind: {name} must be a number, got {raw!r}") from None
+    values = spec_values(spec, _FIELDS, "scripted")
     if "fix" in values:
         values["fix"] = bool(values["fix"])
     cfg = ScriptedConfig(**values)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from swarm.minds.base import Interrupted, MindError
+from swarm.minds.base import Interrupted, MindError, spec_values
 from swarm.protocol import (
     ActionKind,
     Answer,
@@ -68,20 +68,8 @@ _TAG_CHANCES = "fail_tags"  # a list: tag:p joined by '+'
 
 def parse_sim_spec(spec: str) -> SimConfig:
     """`branch=3,depth=2,think=0.05` -> SimConfig, with a clear error for a bad part."""
-    values: dict[str, float | int] = {}
-    fail_tags: tuple[tuple[str, float], ...] = ()
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, eq, raw = part.partition("=")
-        if eq and name == _TAG_CHANCES:
-            fail_tags = _parse_tag_chances(raw)
-            continue
-        if not eq or name not in _FIELDS:
-            known = ", ".join([*_FIELDS, _TAG_CHANCES])
-            raise ValueError(f"sim mind: bad option {part!r} (known: {known}, as name=value)")
-        try:
-            values[name] = _FIELDS[name](raw)
-        except ValueError:
-            raise ValueError(f"sim mind: {name} must be a number, got {raw!r}") from None
+    values = spec_values(spec, _FIELDS, "sim", raw=(_TAG_CHANCES,))
+    fail_tags = _parse_tag_chances(str(values.pop(_TAG_CHANCES, "")))
     cfg = SimConfig(
         **{k: (bool(v) if k == "code" else v) for k, v in values.items()},  # type: ignore[arg-type]
         fail_tags=fail_tags,
